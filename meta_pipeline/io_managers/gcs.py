@@ -1,0 +1,424 @@
+"""``MetaGCSIOManager``: page streams in, atomic self-describing partitions out.
+
+``handle_output`` takes the asset's lazy :class:`~meta_pipeline.pages.PageSource`,
+decides from the checkpoints in the event log whether this run continues an
+unfinished attempt, opens the stream at that resume state (or fresh), writes
+gzip NDJSON objects as pages arrive, checkpoints after each durable batch,
+commits ``_manifest.json`` in one PUT and removes superseded objects.
+``load_input`` streams the committed records of one or more partitions lazily.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+from dagster_gcp import GCSResource
+from google.auth import exceptions as auth_exceptions
+from pydantic import Field, PrivateAttr
+
+from meta_pipeline.io_managers.checkpoints import Checkpoint, ResumeDecision, decide_resume
+from meta_pipeline.io_managers.layout import PartitionLocation, attempt_id_for
+from meta_pipeline.io_managers.manifest import Manifest
+from meta_pipeline.io_managers.store import (
+    _CREDENTIALS_HINT,
+    DEFAULT_BYTES_PER_OBJECT,
+    DEFAULT_RECORDS_PER_OBJECT,
+    PartitionStore,
+    PartitionWriter,
+    StorageAccessError,
+    utc_now_iso,
+)
+from meta_pipeline.pages import (
+    JsonDict,
+    LedgerEntry,
+    Page,
+    PageSource,
+    RequestStats,
+    ResumeRejected,
+)
+
+
+@dataclass
+class _Progress:
+    """What the attempt has consumed so far (cumulative across resumes)."""
+
+    pages: int = 0
+    stats: RequestStats = field(default_factory=RequestStats)
+    ledger: list[LedgerEntry] = field(default_factory=list)
+    api_total_count: int | None = None
+    resume_state: JsonDict | None = None
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Checkpoint) -> _Progress:
+        return cls(
+            pages=checkpoint.pages,
+            stats=RequestStats.from_dict(checkpoint.request_stats),
+            ledger=checkpoint.ledger_entries(),
+            api_total_count=checkpoint.api_total_count,
+            resume_state=checkpoint.resume_state,
+        )
+
+    def consume(self, page: Page) -> None:
+        self.pages += 1
+        self.stats = page.stats.copy()
+        self.ledger.extend(page.failures)
+        if page.total_count is not None:
+            self.api_total_count = page.total_count
+        self.resume_state = page.resume_state
+
+
+@dataclass(frozen=True)
+class _RunIdentity:
+    run_id: str
+    root_run_id: str
+    instance: dg.DagsterInstance | None
+
+
+class MetaGCSIOManager(dg.ConfigurableIOManager):
+    """Writes page streams to GCS as resumable, atomically committed partitions."""
+
+    gcs: dg.ResourceDependency[GCSResource]
+    bucket: str = Field(description="GCS bucket (setting GCS_BUCKET); must exist")
+    prefix: str = Field(default="meta", description="Object name prefix (setting GCS_PREFIX)")
+    records_per_object: int = Field(
+        default=DEFAULT_RECORDS_PER_OBJECT, gt=0, description="Max records per data object"
+    )
+    bytes_per_object: int = Field(
+        default=DEFAULT_BYTES_PER_OBJECT,
+        gt=0,
+        description="Max uncompressed NDJSON bytes per data object",
+    )
+    checkpoint_every_objects: int = Field(
+        default=1, gt=0, description="Log a checkpoint after this many durable objects"
+    )
+
+    _store: PartitionStore | None = PrivateAttr(default=None)
+
+    # -- setup ---------------------------------------------------------------------
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._store = self._open_store()
+        self._store.check_access()
+
+    def _open_store(self) -> PartitionStore:
+        if not self.bucket.strip():
+            raise StorageAccessError("GCS bucket is not set: set GCS_BUCKET to an existing bucket")
+        try:
+            client = self.gcs.get_client()
+        except auth_exceptions.DefaultCredentialsError as exc:
+            raise StorageAccessError(
+                f"No Google Cloud credentials found: {_CREDENTIALS_HINT}"
+            ) from exc
+        return PartitionStore(client, self.bucket, self.prefix)
+
+    @property
+    def store(self) -> PartitionStore:
+        if self._store is None:
+            self._store = self._open_store()
+        return self._store
+
+    # -- writing -------------------------------------------------------------------
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if not isinstance(obj, PageSource):
+            raise TypeError(
+                f"MetaGCSIOManager stores page streams: asset {context.asset_key.to_user_string()} "
+                f"returned {type(obj).__name__}, expected a meta_pipeline.pages.PageSource"
+            )
+        started = time.monotonic()
+        # Validates the partition key before any object name exists.
+        location = self.store.location(context.asset_key, context.partition_key)
+        partition_key = location.partition_key
+        identity = _run_identity(context)
+        committed = self.store.read_manifest_at(location)
+        committed_attempt = committed.attempt_id if committed else None
+
+        decision = self._decide(context, identity, partition_key, obj.fingerprint)
+        checkpoint = decision.checkpoint
+        if checkpoint is not None and not self._checkpoint_objects_intact(location, checkpoint):
+            context.log.warning(
+                f"Not resuming {location.asset_name} {partition_key}: objects listed by the "
+                "checkpoint are missing or changed; starting the partition over"
+            )
+            checkpoint = None
+        if checkpoint is not None:
+            attempt_id = checkpoint.attempt_id
+            progress = _Progress.from_checkpoint(checkpoint)
+            context.log.info(
+                f"Resuming {location.asset_name} {partition_key} ({decision.reason}): "
+                f"{len(checkpoint.objects)} object(s) with {checkpoint.records} record(s) "
+                f"already durable, continuing after page {checkpoint.pages}"
+                + (f", async report {checkpoint.report_run_id}" if checkpoint.report_run_id else "")
+            )
+        else:
+            attempt_id = _fresh_attempt_id(identity, committed_attempt)
+            progress = _Progress()
+            context.log.info(
+                f"Starting {location.asset_name} {partition_key} from the beginning "
+                f"({decision.reason}); attempt {attempt_id}"
+            )
+
+        writer = PartitionWriter(
+            self.store,
+            location,
+            attempt_id,
+            records_per_object=self.records_per_object,
+            bytes_per_object=self.bytes_per_object,
+            objects=list(checkpoint.objects) if checkpoint else [],
+        )
+        resumed_from_objects = len(writer.objects)
+        base = _CheckpointBase(attempt_id, identity, obj.fingerprint)
+
+        if checkpoint is None or not checkpoint.complete:
+            pages, restarted = self._open_stream(
+                context, obj, location, writer, progress, base, checkpoint
+            )
+            if restarted:
+                resumed_from_objects = 0
+            self._consume(context, pages, location, writer, progress, base)
+
+        ledger_object = self.store.write_ledger(location, attempt_id, progress.ledger)
+        manifest = Manifest(
+            asset=location.asset_name,
+            partition=partition_key,
+            account_id=location.partition.account_id,
+            date=location.partition.day.isoformat(),
+            attempt_id=attempt_id,
+            run_id=identity.run_id,
+            extracted_at=utc_now_iso(),
+            api_version=obj.api_version,
+            fingerprint=obj.fingerprint,
+            objects=tuple(writer.objects),
+            ledger=ledger_object,
+            primary_key=tuple(obj.primary_key),
+            source=dict(obj.manifest_extras or {}),
+            request_stats=progress.stats.to_dict(),
+            pages=progress.pages,
+            api_total_count=progress.api_total_count,
+            resumed=resumed_from_objects > 0,
+            resumed_from_objects=resumed_from_objects,
+        )
+        removed = self.store.commit(location, manifest)
+        context.log.info(
+            f"Committed {location.manifest_uri}: {manifest.records} record(s) in "
+            f"{len(manifest.objects)} object(s); removed {len(removed)} superseded object(s)"
+        )
+        context.add_output_metadata(
+            _output_metadata(location, manifest, progress, len(removed), time.monotonic() - started)
+        )
+
+    def _decide(
+        self,
+        context: dg.OutputContext,
+        identity: _RunIdentity,
+        partition_key: str,
+        fingerprint: str,
+    ) -> ResumeDecision:
+        if identity.instance is None:
+            return ResumeDecision(None, "no Dagster instance: checkpoints unavailable")
+        return decide_resume(
+            identity.instance,
+            context.asset_key,
+            partition_key,
+            root_run_id=identity.root_run_id,
+            fingerprint=fingerprint,
+        )
+
+    def _checkpoint_objects_intact(
+        self, location: PartitionLocation, checkpoint: Checkpoint
+    ) -> bool:
+        return all(self.store.object_matches(location, o) for o in checkpoint.objects)
+
+    def _open_stream(
+        self,
+        context: dg.OutputContext,
+        source: PageSource,
+        location: PartitionLocation,
+        writer: PartitionWriter,
+        progress: _Progress,
+        base: _CheckpointBase,
+        checkpoint: Checkpoint | None,
+    ) -> tuple[Iterator[Page], bool]:
+        """The page stream at the checkpoint if the API accepts it, else from scratch.
+
+        The flag says whether a rejected resume state restarted the partition.
+        """
+        if checkpoint is None:
+            return _started(source, None), False
+        try:
+            return _started(source, checkpoint.resume_state), False
+        except ResumeRejected as exc:
+            reason = f"resume state rejected by the API: {exc}"
+        context.log.warning(
+            f"Restarting {location.asset_name} {location.partition_key} from scratch: {reason}; "
+            f"discarding {len(writer.objects)} checkpointed object(s)"
+        )
+        attempt_folder = location.attempt_folder(base.attempt_id) + "/"
+        self.store.delete_objects(
+            name
+            for name in self.store.list_object_names(location)
+            if name.startswith(attempt_folder)
+        )
+        writer.objects.clear()
+        progress.__dict__.update(_Progress().__dict__)
+        # A reset marker, so a later re-execution does not pick the discarded checkpoint.
+        self._log_checkpoint(context, location, writer, progress, base, reset_reason=reason)
+        return _started(source, None), True
+
+    def _consume(
+        self,
+        context: dg.OutputContext,
+        pages: Iterator[Page],
+        location: PartitionLocation,
+        writer: PartitionWriter,
+        progress: _Progress,
+        base: _CheckpointBase,
+    ) -> None:
+        since_checkpoint = 0
+        for page in pages:
+            writer.add(page.records)
+            progress.consume(page)
+            # Objects end on page boundaries, so a checkpoint's cursor covers whole objects.
+            if writer.buffer_is_full:
+                writer.flush()
+                since_checkpoint += 1
+                if since_checkpoint >= self.checkpoint_every_objects:
+                    self._log_checkpoint(context, location, writer, progress, base)
+                    since_checkpoint = 0
+        writer.flush()
+        self._log_checkpoint(context, location, writer, progress, base, complete=True)
+
+    def _log_checkpoint(
+        self,
+        context: dg.OutputContext,
+        location: PartitionLocation,
+        writer: PartitionWriter,
+        progress: _Progress,
+        base: _CheckpointBase,
+        *,
+        complete: bool = False,
+        reset_reason: str | None = None,
+    ) -> None:
+        if base.identity.instance is None:
+            return
+        checkpoint = Checkpoint(
+            attempt_id=base.attempt_id,
+            root_run_id=base.identity.root_run_id,
+            run_id=base.identity.run_id,
+            fingerprint=base.fingerprint,
+            resume_state=progress.resume_state,
+            objects=tuple(writer.objects),
+            pages=progress.pages,
+            request_stats=progress.stats.to_dict(),
+            ledger=tuple(e.to_dict() for e in progress.ledger),
+            api_total_count=progress.api_total_count,
+            complete=complete,
+            reset_reason=reset_reason,
+            written_at=utc_now_iso(),
+        )
+        context.log_event(checkpoint.to_observation(context.asset_key, location.partition_key))
+
+    # -- reading -------------------------------------------------------------------
+
+    def load_input(self, context: dg.InputContext) -> Iterator[JsonDict]:
+        """Lazily stream committed records of the partition(s) the input depends on."""
+        asset_key = context.asset_key
+        if context.has_asset_partitions:
+            keys: list[str] = list(context.asset_partition_keys)
+        else:
+            raise ValueError(
+                f"MetaGCSIOManager reads partitions: input {context.name} of "
+                f"{asset_key.to_user_string()} depends on no partition"
+            )
+        store = self.store
+        # Validate every key up front: a bad key fails before any read starts.
+        for key in keys:
+            store.location(asset_key, key)
+        return store.iter_partitions_records(asset_key, keys)
+
+
+@dataclass(frozen=True)
+class _CheckpointBase:
+    attempt_id: str
+    identity: _RunIdentity
+    fingerprint: str
+
+
+def _started(source: PageSource, resume_state: JsonDict | None) -> Iterator[Page]:
+    """Open the source and pull the first page, so ResumeRejected surfaces here."""
+    pages = iter(source.open(resume_state))
+    first = next(pages, None)
+    if first is None:
+        return iter(())
+    return itertools.chain((first,), pages)
+
+
+def _run_identity(context: dg.OutputContext) -> _RunIdentity:
+    try:
+        step_context = context.step_context
+    except dg.DagsterInvariantViolationError:
+        return _RunIdentity(run_id=context.run_id, root_run_id=context.run_id, instance=None)
+    run = step_context.dagster_run
+    root = run.root_run_id or run.tags.get("dagster/root_run_id") or run.run_id
+    return _RunIdentity(run_id=run.run_id, root_run_id=root, instance=step_context.instance)
+
+
+def _fresh_attempt_id(identity: _RunIdentity, committed_attempt: str | None) -> str:
+    """Stable per attempt chain; never the attempt a committed manifest lists."""
+    candidates = (
+        attempt_id_for(identity.root_run_id),
+        attempt_id_for(identity.root_run_id, identity.run_id),
+    )
+    for candidate in candidates:
+        if candidate != committed_attempt:
+            return candidate
+    return attempt_id_for(identity.root_run_id, identity.run_id, str(time.time_ns()))
+
+
+def _output_metadata(
+    location: PartitionLocation,
+    manifest: Manifest,
+    progress: _Progress,
+    removed: int,
+    duration_seconds: float,
+) -> dict[str, Any]:
+    stats = progress.stats
+    console = (
+        f"https://console.cloud.google.com/storage/browser/{location.bucket}/{location.folder}"
+    )
+    metadata: dict[str, Any] = {
+        "records": dg.MetadataValue.int(manifest.records),
+        "objects": dg.MetadataValue.int(len(manifest.objects)),
+        "bytes": dg.MetadataValue.int(manifest.total_bytes),
+        "pages": dg.MetadataValue.int(manifest.pages),
+        "logical_requests": dg.MetadataValue.int(stats.logical_requests),
+        "retries": dg.MetadataValue.int(stats.retries),
+        "throttle_wait_seconds": dg.MetadataValue.float(float(stats.throttle_wait_seconds)),
+        "failures": dg.MetadataValue.int(stats.failed_requests),
+        "accuracy": dg.MetadataValue.float(float(stats.accuracy)),
+        "duration_seconds": dg.MetadataValue.float(round(duration_seconds, 3)),
+        "api_version": dg.MetadataValue.text(manifest.api_version or ""),
+        "fingerprint": dg.MetadataValue.text(manifest.fingerprint or ""),
+        "manifest_uri": dg.MetadataValue.path(location.manifest_uri),
+        "gcs_path": dg.MetadataValue.path(location.folder_uri),
+        "gcs_console": dg.MetadataValue.url(console),
+        "resumed": dg.MetadataValue.bool(manifest.resumed),
+        "resumed_from_objects": dg.MetadataValue.int(manifest.resumed_from_objects),
+        "ledger_entries": dg.MetadataValue.int(manifest.ledger_entries),
+        "superseded_objects_removed": dg.MetadataValue.int(removed),
+        "attempt_id": dg.MetadataValue.text(manifest.attempt_id),
+    }
+    if manifest.api_total_count is not None:
+        metadata["api_total_count"] = dg.MetadataValue.int(int(manifest.api_total_count))
+        if manifest.api_total_count > 0:
+            # Records written against the API's own count for the partition.
+            completeness = manifest.records / manifest.api_total_count
+            metadata["records_vs_api_total"] = dg.MetadataValue.float(round(completeness, 6))
+    if manifest.final is not None:
+        metadata["final"] = dg.MetadataValue.bool(manifest.final)
+    return metadata

@@ -1,0 +1,431 @@
+"""Partitions in GCS: write data objects, commit manifests, read committed records.
+
+:class:`PartitionStore` is the reusable piece: the IO manager writes through it,
+and asset checks or ledger replays use it to read a partition or commit a new
+complete version of one. It talks to google-cloud-storage directly, so the same
+code runs on real GCS and on the emulator (``STORAGE_EMULATOR_HOST``).
+
+Every write is idempotent (deterministic name, deterministic bytes: gzip with
+``mtime=0``), which is what makes retrying a non-conditional upload safe.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import gzip
+import hashlib
+import io
+import json
+import logging
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import dagster as dg
+import google_crc32c
+from google.api_core import exceptions as gexc
+from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
+
+from meta_pipeline.io_managers.layout import (
+    PartitionLocation,
+    attempt_id_for,
+    partition_location,
+    validate_bucket,
+    validate_prefix,
+)
+from meta_pipeline.io_managers.manifest import InvalidManifest, Manifest, StoredObject
+from meta_pipeline.pages import JsonDict, LedgerEntry
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RECORDS_PER_OBJECT = 100_000
+DEFAULT_BYTES_PER_OBJECT = 64 * 1024 * 1024  # uncompressed NDJSON bytes
+_TIMEOUT_SECONDS = 120.0
+_CREDENTIALS_HINT = (
+    "set GOOGLE_APPLICATION_CREDENTIALS or run `gcloud auth application-default login` "
+    "(or STORAGE_EMULATOR_HOST for a local emulator)"
+)
+
+
+class StorageAccessError(RuntimeError):
+    """The bucket is missing or unreachable with the configured credentials."""
+
+
+class PartitionNotCommitted(LookupError):
+    """No ``_manifest.json`` for the partition: nothing committed to read."""
+
+
+class PartitionChangedWhileReading(RuntimeError):
+    """An object listed by the manifest vanished: the partition was replaced mid-read.
+
+    Readers never see a mix of versions; start the read again.
+    """
+
+
+class CorruptObject(RuntimeError):
+    """A data object whose checksum differs from the manifest's."""
+
+
+def crc32c_b64(data: bytes) -> str:
+    return base64.b64encode(google_crc32c.value(data).to_bytes(4, "big")).decode()
+
+
+def md5_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+
+def utc_now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class _ObjectBuffer:
+    """One data object being filled: gzip NDJSON in memory, bounded by the batch size."""
+
+    def __init__(self) -> None:
+        self._raw = io.BytesIO()
+        self._gzip = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=6, mtime=0)
+        self.records = 0
+        self.uncompressed_bytes = 0
+
+    def add(self, record: JsonDict) -> None:
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+        self._gzip.write(line)
+        self.records += 1
+        self.uncompressed_bytes += len(line)
+
+    def finish(self) -> bytes:
+        self._gzip.close()
+        return self._raw.getvalue()
+
+
+@dataclass
+class PartitionWriter:
+    """Batches records into numbered data objects of one attempt.
+
+    ``objects`` starts with what a checkpoint already covers, so numbering (and
+    therefore naming) continues exactly where the interrupted attempt stood.
+    """
+
+    store: PartitionStore
+    location: PartitionLocation
+    attempt_id: str
+    records_per_object: int = DEFAULT_RECORDS_PER_OBJECT
+    bytes_per_object: int = DEFAULT_BYTES_PER_OBJECT
+    objects: list[StoredObject] = field(default_factory=list)
+    _buffer: _ObjectBuffer | None = None
+
+    def add(self, records: Iterable[JsonDict]) -> None:
+        for record in records:
+            if self._buffer is None:
+                self._buffer = _ObjectBuffer()
+            self._buffer.add(record)
+
+    @property
+    def buffer_is_full(self) -> bool:
+        buffer = self._buffer
+        return buffer is not None and (
+            buffer.records >= self.records_per_object
+            or buffer.uncompressed_bytes >= self.bytes_per_object
+        )
+
+    @property
+    def pending_records(self) -> int:
+        return self._buffer.records if self._buffer else 0
+
+    def flush(self) -> StoredObject | None:
+        """Upload the buffered records as the next object; return it once durable."""
+        buffer, self._buffer = self._buffer, None
+        if buffer is None or buffer.records == 0:
+            return None
+        data = buffer.finish()
+        path = self.location.data_object_path(self.attempt_id, len(self.objects))
+        stored = self.store.put_object(
+            self.location, path, data, records=buffer.records, content_type="application/gzip"
+        )
+        self.objects.append(stored)
+        return stored
+
+
+class PartitionStore:
+    """Committed partitions of any asset under ``gs://<bucket>/<prefix>/``."""
+
+    def __init__(self, client: storage.Client, bucket: str, prefix: str = "") -> None:
+        self.client = client
+        self.bucket_name = validate_bucket(bucket)
+        self.prefix = validate_prefix(prefix)
+        self._bucket = client.bucket(self.bucket_name)
+
+    # -- locations -----------------------------------------------------------------
+
+    def location(
+        self, asset_key: dg.AssetKey | Sequence[str] | str, partition_key: object
+    ) -> PartitionLocation:
+        """Validates the partition key before any name is built."""
+        return partition_location(self.bucket_name, self.prefix, asset_key, partition_key)
+
+    def check_access(self) -> None:
+        """Fail at once, clearly, when the bucket is missing or credentials are wrong."""
+        try:
+            # objects.list is what every role able to use the pipeline has (unlike buckets.get).
+            blobs = self.client.list_blobs(
+                self.bucket_name, prefix=self.prefix or None, max_results=1, timeout=30
+            )
+            list(blobs)
+        except gexc.NotFound as exc:
+            raise StorageAccessError(
+                f"GCS bucket {self.bucket_name!r} does not exist (setting GCS_BUCKET)"
+            ) from exc
+        except (gexc.Forbidden, gexc.Unauthorized) as exc:
+            raise StorageAccessError(
+                f"No access to GCS bucket {self.bucket_name!r} (setting GCS_BUCKET) with the "
+                f"current credentials: grant the service account roles/storage.objectAdmin on "
+                f"it, or {_CREDENTIALS_HINT}"
+            ) from exc
+
+    # -- objects -------------------------------------------------------------------
+
+    def put_object(
+        self,
+        location: PartitionLocation,
+        path: str,
+        data: bytes,
+        *,
+        records: int,
+        content_type: str,
+    ) -> StoredObject:
+        name = location.object_name(path)
+        blob = self._bucket.blob(name)
+        # Unconditional retries are safe: same name always gets the same bytes in one chain.
+        blob.upload_from_string(
+            data, content_type=content_type, retry=DEFAULT_RETRY, timeout=_TIMEOUT_SECONDS
+        )
+        return StoredObject(
+            path=path,
+            records=records,
+            bytes=len(data),
+            crc32c=crc32c_b64(data),
+            md5=md5_b64(data),
+        )
+
+    def _get(self, name: str) -> bytes:
+        return self._bucket.blob(name).download_as_bytes(
+            retry=DEFAULT_RETRY, timeout=_TIMEOUT_SECONDS
+        )
+
+    def object_matches(self, location: PartitionLocation, stored: StoredObject) -> bool:
+        """Whether the object is in the bucket with the size and checksum recorded."""
+        blob = self._bucket.get_blob(
+            location.object_name(stored.path), retry=DEFAULT_RETRY, timeout=_TIMEOUT_SECONDS
+        )
+        if blob is None or blob.size != stored.bytes:
+            return False
+        return blob.crc32c in (None, stored.crc32c)
+
+    def delete_objects(self, names: Iterable[str]) -> int:
+        deleted = 0
+        for name in names:
+            try:
+                self._bucket.blob(name).delete(retry=DEFAULT_RETRY, timeout=_TIMEOUT_SECONDS)
+                deleted += 1
+            except gexc.NotFound:
+                # A retried delete whose first try succeeded, or already cleaned.
+                pass
+        return deleted
+
+    def list_object_names(self, location: PartitionLocation) -> list[str]:
+        blobs = self.client.list_blobs(
+            self.bucket_name, prefix=f"{location.folder}/", timeout=_TIMEOUT_SECONDS
+        )
+        return [b.name for b in blobs]
+
+    # -- manifests and reading -----------------------------------------------------
+
+    def read_manifest_at(self, location: PartitionLocation) -> Manifest | None:
+        try:
+            raw = self._get(location.manifest_name)
+        except gexc.NotFound:
+            return None
+        try:
+            return Manifest.from_json(raw)
+        except InvalidManifest as exc:
+            raise InvalidManifest(f"{location.manifest_uri}: {exc}") from exc
+
+    def read_manifest(
+        self, asset_key: dg.AssetKey | Sequence[str] | str, partition_key: object
+    ) -> Manifest | None:
+        return self.read_manifest_at(self.location(asset_key, partition_key))
+
+    def iter_records(
+        self, asset_key: dg.AssetKey | Sequence[str] | str, partition_key: object
+    ) -> Iterator[JsonDict]:
+        """Stream the committed records of one partition, one object in memory at a time."""
+        location = self.location(asset_key, partition_key)
+        manifest = self.read_manifest_at(location)
+        if manifest is None:
+            raise PartitionNotCommitted(
+                f"{location.asset_name} partition {location.partition_key} has no committed "
+                f"manifest at {location.manifest_uri}"
+            )
+        yield from self.iter_manifest_records(location, manifest)
+
+    def iter_partitions_records(
+        self,
+        asset_key: dg.AssetKey | Sequence[str] | str,
+        partition_keys: Iterable[object],
+        *,
+        skip_missing: bool = False,
+    ) -> Iterator[JsonDict]:
+        """Records of several partitions in the given order, lazily."""
+        for key in partition_keys:
+            try:
+                yield from self.iter_records(asset_key, key)
+            except PartitionNotCommitted:
+                if not skip_missing:
+                    raise
+
+    def iter_manifest_records(
+        self, location: PartitionLocation, manifest: Manifest
+    ) -> Iterator[JsonDict]:
+        for stored in manifest.objects:
+            data = self._read_listed(location, stored)
+            with gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb") as lines:
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+
+    def _read_listed(self, location: PartitionLocation, stored: StoredObject) -> bytes:
+        name = location.object_name(stored.path)
+        try:
+            data = self._get(name)
+        except gexc.NotFound as exc:
+            raise PartitionChangedWhileReading(
+                f"gs://{self.bucket_name}/{name} listed by the manifest is gone: the partition "
+                "was replaced while being read; read it again"
+            ) from exc
+        if crc32c_b64(data) != stored.crc32c:
+            raise CorruptObject(f"gs://{self.bucket_name}/{name}: crc32c differs from manifest")
+        return data
+
+    def read_ledger(
+        self, asset_key: dg.AssetKey | Sequence[str] | str, partition_key: object
+    ) -> list[LedgerEntry]:
+        """The quarantined failed requests of the committed partition ([] if none)."""
+        location = self.location(asset_key, partition_key)
+        manifest = self.read_manifest_at(location)
+        if manifest is None:
+            raise PartitionNotCommitted(
+                f"{location.asset_name} partition {location.partition_key} is not committed"
+            )
+        return self.read_manifest_ledger(location, manifest)
+
+    def read_manifest_ledger(
+        self, location: PartitionLocation, manifest: Manifest
+    ) -> list[LedgerEntry]:
+        if manifest.ledger is None:
+            return []
+        document = json.loads(self._read_listed(location, manifest.ledger))
+        return [LedgerEntry.from_dict(e) for e in document["entries"]]
+
+    # -- committing ----------------------------------------------------------------
+
+    def write_ledger(
+        self, location: PartitionLocation, attempt_id: str, entries: Sequence[LedgerEntry]
+    ) -> StoredObject | None:
+        if not entries:
+            return None
+        document = {
+            "asset": location.asset_name,
+            "partition": location.partition_key,
+            "entries": [e.to_dict() for e in entries],
+        }
+        data = json.dumps(document, indent=1).encode()
+        return self.put_object(
+            location,
+            location.ledger_path(attempt_id),
+            data,
+            records=len(entries),
+            content_type="application/json",
+        )
+
+    def commit(self, location: PartitionLocation, manifest: Manifest) -> list[str]:
+        """Publish ``manifest`` in one PUT, then delete every object it does not list.
+
+        Returns the names of the superseded objects removed.
+        """
+        listed = {location.object_name(o.path) for o in manifest.objects}
+        if manifest.ledger:
+            listed.add(location.object_name(manifest.ledger.path))
+        blob = self._bucket.blob(location.manifest_name)
+        blob.upload_from_string(
+            manifest.to_json(),
+            content_type="application/json",
+            retry=DEFAULT_RETRY,
+            timeout=_TIMEOUT_SECONDS,
+        )
+        stale = [
+            name
+            for name in self.list_object_names(location)
+            if name != location.manifest_name and name not in listed
+        ]
+        self.delete_objects(stale)
+        if stale:
+            logger.info("Removed %d superseded object(s) of %s", len(stale), location.folder_uri)
+        return stale
+
+    def commit_partition(
+        self,
+        asset_key: dg.AssetKey | Sequence[str] | str,
+        partition_key: object,
+        records: Iterable[JsonDict],
+        ledger: Iterable[LedgerEntry] = (),
+        *,
+        api_version: str | None,
+        fingerprint: str | None,
+        source: Mapping[str, object] | None = None,
+        primary_key: Sequence[str] = (),
+        request_stats: Mapping[str, object] | None = None,
+        run_id: str | None = None,
+        records_per_object: int = DEFAULT_RECORDS_PER_OBJECT,
+        bytes_per_object: int = DEFAULT_BYTES_PER_OBJECT,
+    ) -> Manifest:
+        """Write a new complete version of a partition from records and ledger, atomically.
+
+        Used to fold ledger replays back in or to rewrite a partition outside a
+        run. Streams ``records``; a fresh attempt id keeps the committed version
+        readable until the new manifest replaces it.
+        """
+        location = self.location(asset_key, partition_key)
+        attempt_id = attempt_id_for("commit", uuid.uuid4().hex)
+        writer = PartitionWriter(
+            self,
+            location,
+            attempt_id,
+            records_per_object=records_per_object,
+            bytes_per_object=bytes_per_object,
+        )
+        for record in records:
+            writer.add((record,))
+            if writer.buffer_is_full:
+                writer.flush()
+        writer.flush()
+        ledger_object = self.write_ledger(location, attempt_id, list(ledger))
+        manifest = Manifest(
+            asset=location.asset_name,
+            partition=location.partition_key,
+            account_id=location.partition.account_id,
+            date=location.partition.day.isoformat(),
+            attempt_id=attempt_id,
+            run_id=run_id,
+            extracted_at=utc_now_iso(),
+            api_version=api_version,
+            fingerprint=fingerprint,
+            objects=tuple(writer.objects),
+            ledger=ledger_object,
+            primary_key=tuple(primary_key),
+            source=dict(source or {}),
+            request_stats=dict(request_stats or {}),
+        )
+        self.commit(location, manifest)
+        return manifest
