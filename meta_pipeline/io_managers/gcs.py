@@ -6,9 +6,10 @@ unfinished attempt, opens the stream at that resume state (or fresh), writes
 gzip NDJSON objects as pages arrive, checkpoints after each durable batch,
 commits ``_manifest.json`` in one PUT and removes superseded objects.
 ``load_input`` streams the committed records of one or more partitions lazily.
-"""
 
-from __future__ import annotations
+(No ``from __future__ import annotations``: Dagster resolves the resource fields' types
+at runtime.)
+"""
 
 import itertools
 import time
@@ -54,7 +55,7 @@ class _Progress:
     resume_state: JsonDict | None = None
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: Checkpoint) -> _Progress:
+    def from_checkpoint(cls, checkpoint: Checkpoint) -> "_Progress":
         return cls(
             pages=checkpoint.pages,
             stats=RequestStats.from_dict(checkpoint.request_stats),
@@ -79,6 +80,13 @@ class _RunIdentity:
     instance: dg.DagsterInstance | None
 
 
+@dataclass(frozen=True)
+class _CheckpointBase:
+    attempt_id: str
+    identity: _RunIdentity
+    fingerprint: str
+
+
 class MetaGCSIOManager(dg.ConfigurableIOManager):
     """Writes page streams to GCS as resumable, atomically committed partitions."""
 
@@ -86,15 +94,14 @@ class MetaGCSIOManager(dg.ConfigurableIOManager):
     bucket: str = Field(description="GCS bucket (setting GCS_BUCKET); must exist")
     prefix: str = Field(default="meta", description="Object name prefix (setting GCS_PREFIX)")
     records_per_object: int = Field(
-        default=DEFAULT_RECORDS_PER_OBJECT, gt=0, description="Max records per data object"
+        default=DEFAULT_RECORDS_PER_OBJECT, description="Max records per data object"
     )
     bytes_per_object: int = Field(
         default=DEFAULT_BYTES_PER_OBJECT,
-        gt=0,
         description="Max uncompressed NDJSON bytes per data object",
     )
     checkpoint_every_objects: int = Field(
-        default=1, gt=0, description="Log a checkpoint after this many durable objects"
+        default=1, description="Log a checkpoint after this many durable objects"
     )
 
     _store: PartitionStore | None = PrivateAttr(default=None)
@@ -102,6 +109,10 @@ class MetaGCSIOManager(dg.ConfigurableIOManager):
     # -- setup ---------------------------------------------------------------------
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Checked here, not with pydantic bounds, because the values may be EnvVars.
+        for name in ("records_per_object", "bytes_per_object", "checkpoint_every_objects"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"MetaGCSIOManager.{name} must be > 0")
         self._store = self._open_store()
         self._store.check_access()
 
@@ -340,13 +351,6 @@ class MetaGCSIOManager(dg.ConfigurableIOManager):
         for key in keys:
             store.location(asset_key, key)
         return store.iter_partitions_records(asset_key, keys)
-
-
-@dataclass(frozen=True)
-class _CheckpointBase:
-    attempt_id: str
-    identity: _RunIdentity
-    fingerprint: str
 
 
 def _started(source: PageSource, resume_state: JsonDict | None) -> Iterator[Page]:
