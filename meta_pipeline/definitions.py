@@ -2,4 +2,13 @@
 
 import dagster as dg
 
-defs = dg.Definitions(assets=[])
+from meta_pipeline.assets.insights import insights_assets
+from meta_pipeline.assets.objects import object_assets
+from meta_pipeline.config import build_resources
+from meta_pipeline.jobs import jobs
+
+defs = dg.Definitions(
+    assets=[*object_assets, *insights_assets],
+    jobs=jobs,
+    resources=build_resources(),
+)

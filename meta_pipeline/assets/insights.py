@@ -1,0 +1,124 @@
+"""Daily ad-level insights per account and local day, and a small downstream rollup."""
+
+from collections.abc import Iterator
+from decimal import Decimal
+
+import dagster as dg
+
+from meta_pipeline.assets.checks import (
+    common_results,
+    insights_check_specs,
+    reconciliation_result,
+)
+from meta_pipeline.assets.objects import GROUP, KINDS, POOL
+from meta_pipeline.assets.sources import AnnotatedSource, ComputedSource, fingerprint_of
+from meta_pipeline.assets.windows import account_zone, is_settled, window_extras
+from meta_pipeline.io_managers.gcs import MetaGCSIOManager
+from meta_pipeline.pages import JsonDict, LedgerEntry, RequestStats
+from meta_pipeline.partitions import account_day_partitions, parse_partition_key
+from meta_pipeline.resources.meta_api import MetaAdsClient
+from meta_pipeline.settings import ExtractionSettings
+
+INSIGHTS_KEY = dg.AssetKey([GROUP, "insights"])
+
+
+@dg.asset(
+    key=INSIGHTS_KEY,
+    partitions_def=account_day_partitions,
+    check_specs=insights_check_specs(INSIGHTS_KEY),
+    group_name=GROUP,
+    kinds=KINDS,
+    pool=POOL,
+    description=(
+        "Ad-level insights rows (time_increment=1) for the account's local day, every ad "
+        "including deleted and archived ones. Marked final once out of the attribution window."
+    ),
+)
+def insights(
+    context: dg.AssetExecutionContext,
+    meta: MetaAdsClient,
+    settings: ExtractionSettings,
+    io_manager: dg.ResourceParam[MetaGCSIOManager],
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
+    part = parse_partition_key(context.partition_key)
+    zone = account_zone(meta, part.account_id)
+    source = meta.insights_source(
+        part.account_id,
+        since=part.day,
+        until=part.day,
+        level="ad",
+        fields=settings.insights_fields,
+        breakdowns=settings.insights_breakdowns,
+        action_attribution_windows=settings.action_attribution_windows,
+        use_async=settings.use_async_insights,
+    )
+    final = is_settled(part.day, zone, settings.attribution_lookback_days)
+    extras = {
+        **window_extras(part.day, zone),
+        "final": final,
+        "attribution_lookback_days": settings.attribution_lookback_days,
+    }
+    yield dg.Output(AnnotatedSource.wrap(source, extras))
+    store = io_manager.store
+    yield from common_results(
+        store, INSIGHTS_KEY, context.partition_key, settings.min_accuracy, completeness=False
+    )
+    yield reconciliation_result(
+        INSIGHTS_KEY,
+        store.iter_records(INSIGHTS_KEY, context.partition_key),
+        meta,
+        part.account_id,
+        part.day,
+        settings.reconciliation_tolerance,
+    )
+
+
+CAMPAIGN_SPEND_KEY = dg.AssetKey([GROUP, "daily_campaign_spend"])
+
+
+def campaign_spend(rows: Iterator[JsonDict]) -> list[JsonDict]:
+    """Spend, impressions and clicks per campaign and day, summed exactly (Decimal)."""
+    totals: dict[tuple[str, str], dict[str, Decimal]] = {}
+    for row in rows:
+        key = (str(row.get("campaign_id")), str(row.get("date_start")))
+        bucket = totals.setdefault(
+            key, {"spend": Decimal(0), "impressions": Decimal(0), "clicks": Decimal(0)}
+        )
+        for column in bucket:
+            bucket[column] += Decimal(str(row.get(column) or "0"))
+    return [
+        {
+            "campaign_id": campaign_id,
+            "date": day,
+            "spend": f"{sums['spend']:.2f}",
+            "impressions": int(sums["impressions"]),
+            "clicks": int(sums["clicks"]),
+        }
+        for (campaign_id, day), sums in sorted(totals.items())
+    ]
+
+
+@dg.asset(
+    key=CAMPAIGN_SPEND_KEY,
+    partitions_def=account_day_partitions,
+    ins={"insights_rows": dg.AssetIn(key=INSIGHTS_KEY, dagster_type=dg.Any)},
+    group_name=GROUP,
+    kinds={"gcs"},
+    description="Daily spend, impressions and clicks per campaign, read back from meta/insights.",
+)
+def daily_campaign_spend(
+    context: dg.AssetExecutionContext, insights_rows: Iterator[JsonDict]
+) -> ComputedSource:
+    def compute() -> tuple[list[JsonDict], RequestStats, list[LedgerEntry]]:
+        return campaign_spend(insights_rows), RequestStats(), []
+
+    return ComputedSource(
+        compute=compute,
+        fingerprint=fingerprint_of({"derived_from": INSIGHTS_KEY.to_user_string()}),
+        api_version="",
+        primary_key=("campaign_id", "date"),
+        manifest_extras={"derived_from": INSIGHTS_KEY.to_user_string()},
+    )
+
+
+insights_assets = [insights, daily_campaign_spend]

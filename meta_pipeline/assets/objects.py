@@ -1,0 +1,230 @@
+"""Ad accounts, campaigns, ad sets, ads and ad creatives, by account and local day.
+
+A partition holds the objects whose ``updated_time`` falls on the account's
+local day, every status included (DELETED and ARCHIVED too), so the union of an
+account's partitions, latest ``updated_time`` winning, is its current state.
+
+Two edges cannot be filtered by time and are handled as follows:
+- ``meta/ad_accounts``: a snapshot of the account's details, taken when the
+  partition is materialized.
+- ``meta/adcreatives``: creatives have no ``updated_time`` and cannot be edited
+  once created; an ad that switches creative gets a new ``updated_time``. So a
+  day's partition holds the creatives referenced by the ads updated that day,
+  read by id. A creative Meta refuses to return is quarantined in the ledger.
+"""
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from meta_pipeline.assets.checks import common_results, object_check_specs
+from meta_pipeline.assets.sources import (
+    AnnotatedSource,
+    ComputedSource,
+    fingerprint_of,
+    stats_delta,
+    utc_now_iso,
+)
+from meta_pipeline.assets.windows import (
+    ACCOUNT_DETAIL_FIELDS,
+    account_zone,
+    local_day_bounds,
+    window_extras,
+)
+from meta_pipeline.io_managers.gcs import MetaGCSIOManager
+from meta_pipeline.pages import JsonDict, LedgerEntry, RequestStats
+from meta_pipeline.partitions import account_day_partitions, parse_partition_key
+from meta_pipeline.resources.meta_api import MetaAdsClient
+from meta_pipeline.settings import ExtractionSettings
+
+GROUP = "meta"
+POOL = "meta_api"
+KINDS = {"meta", "gcs"}
+
+CAMPAIGN_FIELDS = (
+    "id", "account_id", "name", "objective", "status", "effective_status", "configured_status",
+    "buying_type", "daily_budget", "lifetime_budget", "budget_remaining", "start_time",
+    "stop_time", "created_time", "updated_time",
+)  # fmt: skip
+ADSET_FIELDS = (
+    "id", "account_id", "campaign_id", "name", "status", "effective_status", "configured_status",
+    "daily_budget", "lifetime_budget", "budget_remaining", "billing_event", "optimization_goal",
+    "bid_strategy", "start_time", "end_time", "targeting", "created_time", "updated_time",
+)  # fmt: skip
+AD_FIELDS = (
+    "id", "account_id", "campaign_id", "adset_id", "name", "status", "effective_status",
+    "configured_status", "creative", "created_time", "updated_time",
+)  # fmt: skip
+CREATIVE_FIELDS = (
+    "id", "account_id", "name", "title", "body", "object_type", "status", "thumbnail_url",
+    "object_story_spec", "call_to_action_type",
+)  # fmt: skip
+
+ADS_KEY = dg.AssetKey([GROUP, "ads"])
+
+
+def _object_asset(edge: str, fields: tuple[str, ...], description: str) -> dg.AssetsDefinition:
+    key = dg.AssetKey([GROUP, edge])
+
+    @dg.asset(
+        key=key,
+        partitions_def=account_day_partitions,
+        check_specs=object_check_specs(key),
+        group_name=GROUP,
+        kinds=KINDS,
+        pool=POOL,
+        description=description,
+    )
+    def _extract(
+        context: dg.AssetExecutionContext,
+        meta: MetaAdsClient,
+        settings: ExtractionSettings,
+        io_manager: dg.ResourceParam[MetaGCSIOManager],
+    ) -> Iterator[dg.Output | dg.AssetCheckResult]:
+        part = parse_partition_key(context.partition_key)
+        zone = account_zone(meta, part.account_id)
+        start, end = local_day_bounds(part.day, zone)
+        source = meta.edge_source(
+            part.account_id, edge, fields, updated_since=start, updated_until=end
+        )
+        yield dg.Output(AnnotatedSource.wrap(source, window_extras(part.day, zone)))
+        yield from common_results(
+            io_manager.store, key, context.partition_key, settings.min_accuracy, completeness=True
+        )
+
+    return _extract
+
+
+campaigns = _object_asset(
+    "campaigns", CAMPAIGN_FIELDS, "Campaigns updated on the account's local day, all statuses."
+)
+adsets = _object_asset(
+    "adsets", ADSET_FIELDS, "Ad sets updated on the account's local day, all statuses."
+)
+ads = _object_asset("ads", AD_FIELDS, "Ads updated on the account's local day, all statuses.")
+
+AD_ACCOUNTS_KEY = dg.AssetKey([GROUP, "ad_accounts"])
+
+
+@dg.asset(
+    key=AD_ACCOUNTS_KEY,
+    partitions_def=account_day_partitions,
+    check_specs=object_check_specs(AD_ACCOUNTS_KEY),
+    group_name=GROUP,
+    kinds=KINDS,
+    pool=POOL,
+    description="The ad account's details (time zone, currency, status), as of materialization.",
+)
+def ad_accounts(
+    context: dg.AssetExecutionContext,
+    meta: MetaAdsClient,
+    settings: ExtractionSettings,
+    io_manager: dg.ResourceParam[MetaGCSIOManager],
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
+    part = parse_partition_key(context.partition_key)
+
+    def snapshot() -> tuple[list[JsonDict], RequestStats, list[LedgerEntry]]:
+        before = meta.stats.copy()
+        account = meta.get_account(part.account_id, ACCOUNT_DETAIL_FIELDS)
+        return [account], stats_delta(before, meta.stats), []
+
+    source = ComputedSource(
+        compute=snapshot,
+        fingerprint=fingerprint_of(
+            {"path": "/{account_id}", "fields": ACCOUNT_DETAIL_FIELDS, "v": meta.api_version}
+        ),
+        api_version=meta.api_version,
+        primary_key=("id",),
+        manifest_extras={"endpoint": f"/{part.account_id}", "snapshot": True},
+    )
+    yield dg.Output(source)
+    yield from common_results(
+        io_manager.store,
+        AD_ACCOUNTS_KEY,
+        context.partition_key,
+        settings.min_accuracy,
+        completeness=True,
+    )
+
+
+ADCREATIVES_KEY = dg.AssetKey([GROUP, "adcreatives"])
+
+
+def _creative_ids(ad_records: Iterator[JsonDict]) -> list[str]:
+    ids: dict[str, None] = {}
+    for ad in ad_records:
+        creative = ad.get("creative")
+        if isinstance(creative, dict) and creative.get("id"):
+            ids[str(creative["id"])] = None
+    return sorted(ids)
+
+
+@dg.asset(
+    key=ADCREATIVES_KEY,
+    partitions_def=account_day_partitions,
+    ins={"ads_of_day": dg.AssetIn(key=ADS_KEY, dagster_type=dg.Any)},
+    check_specs=object_check_specs(ADCREATIVES_KEY),
+    group_name=GROUP,
+    kinds=KINDS,
+    pool=POOL,
+    description=(
+        "Creatives referenced by the ads updated on the account's local day (creatives are "
+        "immutable and have no updated_time), read by id."
+    ),
+)
+def adcreatives(
+    context: dg.AssetExecutionContext,
+    meta: MetaAdsClient,
+    settings: ExtractionSettings,
+    io_manager: dg.ResourceParam[MetaGCSIOManager],
+    ads_of_day: Iterator[JsonDict],
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
+    ids = _creative_ids(ads_of_day)
+
+    def read_creatives() -> tuple[list[JsonDict], RequestStats, list[LedgerEntry]]:
+        before = meta.stats.copy()
+        found = meta.get_objects(ids, CREATIVE_FIELDS)
+        stats = stats_delta(before, meta.stats)
+        missing = [i for i in ids if i not in found]
+        failures = [
+            LedgerEntry(
+                kind="object",
+                request={
+                    "method": "GET",
+                    "path": i,
+                    "params": {"fields": ",".join(CREATIVE_FIELDS)},
+                },
+                code=None,
+                subcode=None,
+                message="Meta did not return this creative",
+                fbtrace_id=None,
+                recorded_at=utc_now_iso(),
+            )
+            for i in missing
+        ]
+        # Each creative Meta would not return is one failed logical read.
+        stats.logical_requests += len(missing)
+        if missing:
+            stats.record_failure("missing_object")
+        return [found[i] for i in ids if i in found], stats, failures
+
+    source = ComputedSource(
+        compute=read_creatives,
+        fingerprint=fingerprint_of(
+            {"path": "/?ids=", "ids": ids, "fields": CREATIVE_FIELDS, "v": meta.api_version}
+        ),
+        api_version=meta.api_version,
+        primary_key=("id",),
+        manifest_extras={"endpoint": "/?ids=", "creatives_requested": len(ids)},
+    )
+    yield dg.Output(source)
+    yield from common_results(
+        io_manager.store,
+        ADCREATIVES_KEY,
+        context.partition_key,
+        settings.min_accuracy,
+        completeness=True,
+    )
+
+
+object_assets = [ad_accounts, campaigns, adsets, ads, adcreatives]
