@@ -195,6 +195,9 @@ def classify_error(
     code = _as_int(error.get("code"))
     subcode = _as_int(error.get("error_subcode"))
     message = str(error.get("message") or f"HTTP {http_status} from the Graph API")
+    user_msg = error.get("error_user_msg")
+    if user_msg and str(user_msg) not in message:
+        message = f"{message}: {user_msg}"
     trace = error.get("fbtrace_id")
     kwargs: dict[str, Any] = {
         "code": code,
