@@ -141,6 +141,11 @@ class MetaGCSIOManager(dg.ConfigurableIOManager):
                 f"MetaGCSIOManager stores page streams: asset {context.asset_key.to_user_string()} "
                 f"returned {type(obj).__name__}, expected a meta_pipeline.pages.PageSource"
             )
+        if not context.has_partition_key:
+            raise ValueError(
+                f"MetaGCSIOManager stores account x day partitions: asset "
+                f"{context.asset_key.to_user_string()} was materialized without a partition"
+            )
         started = time.monotonic()
         # Validates the partition key before any object name exists.
         location = self.store.location(context.asset_key, context.partition_key)

@@ -234,6 +234,11 @@ class PartitionStore:
                 pass
         return deleted
 
+    def relative_path_of(self, object_name: str) -> str:
+        """Path of an object relative to its partition folder, as a manifest lists it."""
+        _, _, relative = object_name.partition("/date=")
+        return relative.split("/", 1)[1] if "/" in relative else relative
+
     def list_object_names(self, location: PartitionLocation) -> list[str]:
         blobs = self.client.list_blobs(
             self.bucket_name, prefix=f"{location.folder}/", timeout=_TIMEOUT_SECONDS

@@ -222,9 +222,14 @@ def execute(
 
 
 def reexecute_from_failure(instance: dg.DagsterInstance, run_id: str) -> JobExecutionResult:
+    parent = instance.get_run_by_id(run_id)
+    assert parent is not None
+    # As the UI does: the re-execution keeps the parent's partition tags.
+    tags = {k: v for k, v in parent.tags.items() if k.startswith("dagster/partition")}
     return dg.execute_job(
         dg.reconstructable(get_job),
         instance=instance,
+        tags=tags,
         reexecution_options=dg.ReexecutionOptions.from_failure(run_id, instance),
         raise_on_error=False,
     )
