@@ -1,8 +1,16 @@
-"""Jobs over the account x day assets."""
+"""Jobs: the extraction over account x day partitions, and the ledger replay."""
 
 import dagster as dg
 
+from meta_pipeline.io_managers.gcs import MetaGCSIOManager
+from meta_pipeline.ledger import replay_ledgers
 from meta_pipeline.partitions import account_day_partitions
+from meta_pipeline.resources.meta_api import MetaAdsClient
+
+EXTRACTED_ASSET_KEYS = [
+    dg.AssetKey(["meta", name])
+    for name in ("ad_accounts", "campaigns", "adsets", "ads", "adcreatives", "insights")
+]
 
 extract_job = dg.define_asset_job(
     "meta_extract",
@@ -11,4 +19,40 @@ extract_job = dg.define_asset_job(
     description="Every Meta asset for the selected account x day partitions.",
 )
 
-jobs = [extract_job]
+
+@dg.op(
+    description="Re-issue the ledger's failed requests and fold what succeeds into its partition."
+)
+def replay_failed_requests(
+    context: dg.OpExecutionContext,
+    meta: MetaAdsClient,
+    io_manager: dg.ResourceParam[MetaGCSIOManager],
+) -> None:
+    summary = replay_ledgers(meta, io_manager.store, EXTRACTED_ASSET_KEYS, run_id=context.run_id)
+    for outcome in summary.outcomes:
+        if outcome.committed:
+            context.log_event(
+                dg.AssetMaterialization(
+                    asset_key=dg.AssetKey.from_user_string(outcome.asset),
+                    partition=outcome.partition_key,
+                    description="Ledger replay folded recovered records into the partition",
+                    metadata={
+                        "ledger_replayed": True,
+                        "recovered_requests": outcome.recovered_requests,
+                        "recovered_records": outcome.recovered_records,
+                        "still_failing": outcome.still_failing,
+                    },
+                )
+            )
+    context.log.info(
+        f"Ledger replay: {summary.reissued} request(s) re-issued, "
+        f"{summary.recovered_requests} recovered, {summary.still_failing} still failing"
+    )
+
+
+@dg.job(description="Replay every ledger of failed requests (meta-pipeline retry-failed).")
+def retry_failed_requests_job() -> None:
+    replay_failed_requests()
+
+
+jobs = [extract_job, retry_failed_requests_job]
