@@ -127,6 +127,7 @@ def test_rejected_resume_state_restarts_the_partition_cleanly(
     result = _execute(instance, pages=8, fail_after_pages=5, fail_attempts=1, reject_resume=True)
     assert result.success
     first, retry = synthetic.OPENED_SOURCES
+    assert first.opened_with == [None]
     # The retry offered the checkpoint, the API refused it, and the partition restarted.
     assert retry.opened_with[0] is not None
     assert retry.opened_with[1] is None
