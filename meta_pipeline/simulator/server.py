@@ -435,6 +435,7 @@ class Simulator:
         self._trace_counter = 0
         self._latency_counter = 0
         self._insights_cache: OrderedDict[tuple[Any, ...], list[JsonDict]] = OrderedDict()
+        self._filter_cache: OrderedDict[tuple[Any, ...], list[w.SimObject]] = OrderedDict()
         self._transports: dict[Any, asyncio.Transport] = {}
         self._proof = (
             hmac.new(cfg.app_secret.encode(), cfg.token.encode(), hashlib.sha256).hexdigest()
@@ -802,7 +803,8 @@ class Simulator:
         if kind == "me_adaccounts":
             fields = self._fields(call, ACCOUNT_FIELDS, ("account_id", "id"), "AdAccount")
             accounts = [a.fields() for a in self.world.accounts]
-            return self._paged(call, [_project(a, fields) for a in accounts], len(accounts), True)
+            items = [_project(a, fields) for a in accounts]
+            return self._paged(call, items, self._limit(call), True)
         if kind == "account":
             account = self.world.account(call.account_id or "")
             fields = self._fields(call, ACCOUNT_FIELDS, ("id", "account_id"), "AdAccount")
@@ -901,8 +903,14 @@ class Simulator:
         return f"{call.link_base}{call.path}?{urlencode(params)}"
 
     def _paged(
-        self, call: _Call, items: Sequence[JsonDict], limit: int, with_summary: bool
+        self,
+        call: _Call,
+        items: Sequence[Any],
+        limit: int,
+        with_summary: bool,
+        render: Callable[[Any], JsonDict] | None = None,
     ) -> _Answer:
+        """One page of ``items`` by cursor; only the page's items are rendered."""
         total = len(items)
         if "after" in call.params:
             start = self._decode_cursor(call.params["after"], "after") + 1
@@ -914,7 +922,7 @@ class Simulator:
             start, stop = 0, min(total, limit)
         start = max(0, min(start, total))
         stop = max(start, stop)
-        data = list(items[start:stop])
+        data = [render(i) for i in items[start:stop]] if render else list(items[start:stop])
         if data:
             cursors = {"before": self._cursor(start), "after": self._cursor(stop - 1)}
         else:
@@ -957,9 +965,22 @@ class Simulator:
         default = ("id",) if kind != "activities" else tuple(sorted(OBJECT_FIELDS["activities"]))
         fields = self._fields(call, OBJECT_FIELDS[kind], default, w.NODE_TYPE[kind])
         limit = self._limit(call)
-        selected = self._filter_objects(call, kind, objects)
-        items = [_project(_expand(o), fields, with_id=kind != "activities") for o in selected]
-        return self._paged(call, items, limit, kind != "activities")
+        params = call.params
+        key = tuple(params.get(k) for k in ("effective_status", "filtering", "since", "until"))
+        cache_key = (account, kind, *key)
+        selected = self._filter_cache.get(cache_key)
+        if selected is None:
+            selected = self._filter_objects(call, kind, objects)
+            self._filter_cache[cache_key] = selected
+            if len(self._filter_cache) > 64:
+                self._filter_cache.popitem(last=False)
+        with_id = kind != "activities"
+        nested = "campaign" in fields or "adset" in fields
+
+        def render(obj: w.SimObject) -> JsonDict:
+            return _project(_expand(obj) if nested else obj.fields, fields, with_id=with_id)
+
+        return self._paged(call, selected, limit, with_id, render)
 
     def _filter_objects(
         self, call: _Call, kind: str, objects: Sequence[w.SimObject]
