@@ -63,8 +63,11 @@ def build_insights_source(
     if level_id not in names:
         names = [level_id, *names]
     cuts = validation.identifiers(breakdowns, source="breakdowns")
+    # Attribution windows start with a digit (1d_click), unlike field names.
     windows = validation.identifiers(
-        action_attribution_windows, source="action_attribution_windows"
+        action_attribution_windows,
+        source="action_attribution_windows",
+        pattern=validation.ATTRIBUTION_WINDOW,
     )
     params: dict[str, Any] = {
         "level": level,

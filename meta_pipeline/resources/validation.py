@@ -71,12 +71,14 @@ def _unbalanced(value: str) -> bool:
     return depth != 0
 
 
-def identifiers(values: Sequence[str], *, source: str) -> list[str]:
+def identifiers(
+    values: Sequence[str], *, source: str, pattern: re.Pattern[str] = IDENTIFIER
+) -> list[str]:
     if isinstance(values, str):
         raise MetaInputError(f"{source} must be a list of names, not the string {values!r}")
     out: list[str] = []
     for value in values:
-        if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
+        if not isinstance(value, str) or not pattern.fullmatch(value):
             raise MetaInputError(f"Invalid {source} entry {value!r}: expected a name")
         out.append(value)
     return out
