@@ -63,12 +63,22 @@ def test_commit_partition_batches_by_bytes_and_round_trips_records_and_ledger(
 @pytest.mark.timeout(60)
 def test_replacing_a_partition_removes_superseded_objects(store: PartitionStore) -> None:
     first = store.commit_partition(
-        ASSET_KEY, PARTITION, ({"id": i} for i in range(30)), [_entry(1)],
-        api_version="v1", fingerprint="fp", records_per_object=10,
+        ASSET_KEY,
+        PARTITION,
+        ({"id": i} for i in range(30)),
+        [_entry(1)],
+        api_version="v1",
+        fingerprint="fp",
+        records_per_object=10,
     )
     second = store.commit_partition(
-        ASSET_KEY, PARTITION, ({"id": i, "v": 2} for i in range(5)), (),
-        api_version="v1", fingerprint="fp", records_per_object=10,
+        ASSET_KEY,
+        PARTITION,
+        ({"id": i, "v": 2} for i in range(5)),
+        (),
+        api_version="v1",
+        fingerprint="fp",
+        records_per_object=10,
     )
     assert first.attempt_id != second.attempt_id
     location = store.location(ASSET_KEY, PARTITION)
@@ -116,8 +126,9 @@ def test_a_reader_sees_the_old_or_the_new_partition_never_a_mix(
     def probe(page: int, version: str) -> None:
         if version == "v2" and page == 6:
             new_objects = [
-                n for n in store.list_object_names(location) if f"attempt={old_attempt}" not in n
-                and n.endswith(".jsonl.gz")
+                n
+                for n in store.list_object_names(location)
+                if f"attempt={old_attempt}" not in n and n.endswith(".jsonl.gz")
             ]
             probes.append((*read(), len(new_objects)))
 
@@ -153,7 +164,9 @@ def test_a_reader_sees_the_old_or_the_new_partition_never_a_mix(
 
 def test_missing_bucket_is_a_clear_error(client: storage.Client) -> None:
     store = PartitionStore(client, "no-such-bucket", "meta")
-    with pytest.raises(StorageAccessError, match=r"'no-such-bucket' does not exist \(setting GCS_BUCKET\)"):
+    with pytest.raises(
+        StorageAccessError, match=r"'no-such-bucket' does not exist \(setting GCS_BUCKET\)"
+    ):
         store.check_access()
 
 
