@@ -50,8 +50,12 @@ def test_sigkill_mid_partition_then_reexecution_resumes_without_duplicates(
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     config = {"pages": 10, "hang_after_pages": 7, "ledger_pages": [2]}
     child = subprocess.Popen(
-        [sys.executable, "-m", "meta_pipeline_tests.io_managers.synthetic"]
-        + ["--partition", PARTITION, "--config", json.dumps(config)],
+        [
+            sys.executable,
+            "-m",
+            "meta_pipeline_tests.io_managers.synthetic",
+            *("--partition", PARTITION, "--config", json.dumps(config)),
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

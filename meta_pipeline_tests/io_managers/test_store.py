@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import dagster as dg
@@ -90,7 +91,7 @@ def test_replacing_a_partition_removes_superseded_objects(store: PartitionStore)
 
 @pytest.mark.timeout(60)
 def test_reading_an_uncommitted_partition_fails_clearly(store: PartitionStore) -> None:
-    with pytest.raises(PartitionNotCommitted, match="act_1|2026-11-01"):
+    with pytest.raises(PartitionNotCommitted, match=re.escape(PARTITION)):
         list(store.iter_records(ASSET_KEY, PARTITION))
     assert list(store.iter_partitions_records(ASSET_KEY, [PARTITION], skip_missing=True)) == []
 
@@ -180,5 +181,5 @@ def test_missing_credentials_fail_at_once_naming_credentials(
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
     manager = MetaGCSIOManager(gcs=GCSResource(project="p"), bucket="some-bucket")
-    with pytest.raises(StorageAccessError, match="credentials.*GOOGLE_APPLICATION_CREDENTIALS"):
+    with pytest.raises(StorageAccessError, match=r"credentials.*GOOGLE_APPLICATION_CREDENTIALS"):
         manager.setup_for_execution(dg.build_init_resource_context())
