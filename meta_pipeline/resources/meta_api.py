@@ -80,7 +80,8 @@ ALL_EFFECTIVE_STATUSES = (
     "PENDING_BILLING_INFO",
 )
 ACCOUNT_LIST_FIELDS = ("account_id", "id", "name", "timezone_name", "currency", "account_status")
-BATCH_LIMIT = 50  # Graph's cap on ids per ?ids= / batch request
+BATCH_LIMIT = 50
+MAX_STALLED_PAGES = 20  # empty pages in a row that hand back the same cursor  # Graph's cap on ids per ?ids= / batch request
 
 
 def json_param(value: Any) -> str:
@@ -431,6 +432,8 @@ class MetaAdsClient(dg.ConfigurableResource):
             pacer = self._pacer
             if pacer is not None:
                 delay = pacer.delay_seconds(account_id, clock.now())
+                # Pacing counts against the request's time budget like any other wait.
+                delay = min(delay, max(0.0, self.max_retry_seconds - (clock.now() - started)))
                 if delay > 0:
                     logger.debug("pacing: waiting %.2fs before %s /%s", delay, method, path)
                     clock.sleep(delay)
@@ -534,6 +537,7 @@ class MetaAdsClient(dg.ConfigurableResource):
         """
         sizer = PageSizer(self.page_size, restore_after=self.page_size_restore_after)
         resumed_cursor = after
+        stalls = 0
         while True:
             request_params = dict(params)
             if after:
@@ -580,7 +584,13 @@ class MetaAdsClient(dg.ConfigurableResource):
             if not isinstance(cursor, str) or not cursor:
                 raise MetaPermanentError(f"answer of /{path} has paging.next but no cursors.after")
             if cursor == after:
-                raise MetaPermanentError(f"answer of /{path} repeats its cursor: paging loop")
+                # An empty page may hand back the cursor it was asked with (try again);
+                # a full page doing so would repeat its records forever.
+                stalls += 1
+                if data or stalls > MAX_STALLED_PAGES:
+                    raise MetaPermanentError(f"answer of /{path} repeats its cursor: paging loop")
+            else:
+                stalls = 0
             after = cursor
             if data:
                 state = {**(state_extra or {}), "after": cursor, "stats": stats.to_dict()}

@@ -19,6 +19,7 @@ TOKEN = "sim-token-7f3a9c2e41d8"
 APP_SECRET = "sim-app-secret-5b1e77"
 PROOF = hmac.new(APP_SECRET.encode(), TOKEN.encode(), hashlib.sha256).hexdigest()
 TODAY = dt.date(2026, 11, 28)
+RETRY_AFTER_SECONDS = 45
 SECRETS = (TOKEN, APP_SECRET, PROOF)
 
 
@@ -49,6 +50,8 @@ def sim_config(**overrides: Any) -> Any:
         "hang_seconds": 3.0,
         "reduce_data_threshold": None,
         "async_polls_to_complete": 2,
+        # Far above our backoff steps, so honouring Retry-After is visible in the sleeps.
+        "retry_after_seconds": RETRY_AFTER_SECONDS,
     }
     settings.update(overrides)
     return SimulatorConfig(**settings)
@@ -64,10 +67,12 @@ def sim() -> Iterator[Any]:
 
 
 @pytest.fixture
-def fresh_sim(sim: Any) -> Any:
+def fresh_sim(sim: Any) -> Iterator[Any]:
+    sim.clear_faults()
     sim.reset_stats()
     sim.reset_budgets()
-    return sim
+    yield sim
+    sim.clear_faults()
 
 
 @pytest.fixture

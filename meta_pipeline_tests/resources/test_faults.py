@@ -18,7 +18,7 @@ from meta_pipeline.resources.errors import (
     RetryBudgetExhausted,
 )
 
-from .conftest import TOKEN, ClientFactory, drain, first_account, ids, records
+from .conftest import RETRY_AFTER_SECONDS, TOKEN, ClientFactory, drain, first_account, ids, records
 
 FIELDS = ["id", "name", "effective_status", "updated_time"]
 
@@ -56,15 +56,9 @@ def test_row1_429_retry_after_is_waited_once(
     assert ids(rows) == expected_ids
     assert stats.retries == 1
     assert stats.throttle_waits == 1
-    retry_after = _retry_after_seconds(fresh_sim)
-    assert clock.sleeps and max(clock.sleeps) >= retry_after
-    assert stats.throttle_wait_seconds >= retry_after
+    assert clock.sleeps and max(clock.sleeps) >= RETRY_AFTER_SECONDS
+    assert stats.throttle_wait_seconds >= RETRY_AFTER_SECONDS
     assert stats.failures_by_code == {}
-
-
-def _retry_after_seconds(sim: Any) -> float:
-    value = getattr(sim, "retry_after_seconds", None)
-    return float(value) if value is not None else 1.0
 
 
 @pytest.mark.parametrize("fault", ["code_4", "code_17", "code_613", "code_80000", "code_80004"])
@@ -82,8 +76,9 @@ def test_row2_throttle_codes_wait_for_the_regain_time(
     assert stats.throttle_waits == 1
     assert stats.failures_by_code == {}  # a throttle is a wait, not a failure
     assert stats.accuracy == 1.0
-    # The simulator's BUC header asks for at least one minute (estimated_time_to_regain_access).
-    assert max(clock.sleeps) >= 60.0 or max(clock.sleeps) >= _retry_after_seconds(fresh_sim)
+    # The BUC header asks for one minute (estimated_time_to_regain_access is in minutes);
+    # our own backoff for a first retry is at most 2 s.
+    assert stats.throttle_wait_seconds >= 60.0
 
 
 def test_row4_throttling_beyond_the_budget_stops_inside_it(
@@ -103,7 +98,6 @@ def test_row4_throttling_beyond_the_budget_stops_inside_it(
     assert entry.code == 17
     assert entry.request["path"] == f"/{account}/campaigns"
     assert "after" not in entry.request["params"]
-    fresh_sim.reset_faults() if hasattr(fresh_sim, "reset_faults") else None
 
 
 @pytest.mark.parametrize("fault", ["http_500", "http_503"])

@@ -108,8 +108,7 @@ def test_token_leak_sweep(proof_sim: Any, make_client: ClientFactory, captured: 
             client.insights_source(account, since=day, until=day, fields=["ad_id", "spend"])
         )
     finally:
-        if hasattr(proof_sim, "clear_faults"):
-            proof_sim.clear_faults()
+        proof_sim.clear_faults()
     ledger = [f.to_dict() for p in pages for f in p.failures]
     assert ledger, "the sweep should have produced ledger entries"
     texts.append(json.dumps(ledger))
@@ -117,7 +116,10 @@ def test_token_leak_sweep(proof_sim: Any, make_client: ClientFactory, captured: 
     texts.append(json.dumps(dict(client.edge_source(account, "ads", ["id"]).manifest_extras)))
 
     # The sweep is meaningful: urllib3 debug lines were captured, the proof was accepted.
-    assert any("urllib3" in line and "/v25.0/" in line for line in captured.lines)
+    urllib3_lines = [line for line in captured.lines if line.startswith("urllib3")]
+    assert any("/v25.0/" in line and "appsecret_proof=" in line for line in urllib3_lines)
+    # The token travels in the Authorization header, never in a URL.
+    assert not any("access_token" in line for line in urllib3_lines)
     assert any("retrying" in line for line in captured.lines)
     assert client.get_account(account, ["id"])["id"] == account
     _assert_clean(texts + captured.lines)
