@@ -355,7 +355,9 @@ class MetaGCSIOManager(dg.ConfigurableIOManager):
         # Validate every key up front: a bad key fails before any read starts.
         for key in keys:
             store.location(asset_key, key)
-        return store.iter_partitions_records(asset_key, keys)
+        # Same opt-in as Dagster's UPath IO managers; by default a missing partition is an error.
+        skip_missing = bool((context.definition_metadata or {}).get("allow_missing_partitions"))
+        return store.iter_partitions_records(asset_key, keys, skip_missing=skip_missing)
 
 
 def _started(source: PageSource, resume_state: JsonDict | None) -> Iterator[Page]:

@@ -80,6 +80,28 @@ def attempt_id_for(*parts: str) -> str:
     return digest[:16]
 
 
+def asset_folder(prefix: str, asset_key: dg.AssetKey | Sequence[str] | str) -> str:
+    """``<prefix>/<asset path>/``: the folder holding every partition of an asset."""
+    parts = [validate_prefix(prefix)] if validate_prefix(prefix) else []
+    return "/".join([*parts, *asset_path(asset_key)]) + "/"
+
+
+_MANIFEST_TAIL = re.compile(
+    r"account_id=(?P<account>act_[0-9]{1,20})/date=(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})/"
+    + re.escape(MANIFEST_FILE)
+)
+
+
+def partition_key_of_manifest(folder: str, object_name: str) -> str | None:
+    """The partition key of a ``_manifest.json`` directly under ``folder`` (else None)."""
+    if not object_name.startswith(folder):
+        return None
+    match = _MANIFEST_TAIL.fullmatch(object_name[len(folder) :])
+    if match is None:
+        return None
+    return parse_partition_key(f"{match['account']}|{match['date']}").partition_key
+
+
 @dataclass(frozen=True)
 class PartitionLocation:
     """Where one asset partition lives in the bucket."""

@@ -30,7 +30,9 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from meta_pipeline.io_managers.layout import (
     PartitionLocation,
+    asset_folder,
     attempt_id_for,
+    partition_key_of_manifest,
     partition_location,
     validate_bucket,
     validate_prefix,
@@ -246,6 +248,17 @@ class PartitionStore:
         return [b.name for b in blobs]
 
     # -- manifests and reading -----------------------------------------------------
+
+    def committed_partitions(self, asset_key: dg.AssetKey | Sequence[str] | str) -> Iterator[str]:
+        """Partition keys of the asset that have a committed manifest, in name order."""
+        folder = asset_folder(self.prefix, asset_key)
+        blobs = self.client.list_blobs(
+            self.bucket_name, prefix=folder, match_glob=f"{folder}**/_manifest.json"
+        )
+        for blob in blobs:
+            key = partition_key_of_manifest(folder, blob.name)
+            if key is not None:
+                yield key
 
     def read_manifest_at(self, location: PartitionLocation) -> Manifest | None:
         try:

@@ -239,3 +239,24 @@ def test_missing_bucket_fails_at_once_with_a_clear_message(
         "GCS bucket 'no-such-bucket-anywhere' does not exist (setting GCS_BUCKET)" in m
         for m in errors
     ), errors
+
+
+@pytest.mark.timeout(60)
+def test_load_input_of_a_range_with_an_uncommitted_partition_fails_clearly(
+    instance, store: PartitionStore
+) -> None:
+    for day in ("2026-11-02", "2026-11-03"):
+        assert _execute(instance, f"act_2|{day}", pages=1).success
+    result = dg.materialize(
+        [synthetic.synthetic, synthetic.three_day_summary],
+        selection=[synthetic.three_day_summary],
+        partition_key="act_2|2026-11-03",
+        instance=instance,
+        resources={"io_manager": synthetic.io_manager(), "summary_io_manager": dg.mem_io_manager},
+        raise_on_error=False,
+    )
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert "partition act_2|2026-11-01 has no committed manifest" in str(
+        failure.step_failure_data.error
+    )

@@ -183,3 +183,18 @@ def test_missing_credentials_fail_at_once_naming_credentials(
     manager = MetaGCSIOManager(gcs=GCSResource(project="p"), bucket="some-bucket")
     with pytest.raises(StorageAccessError, match=r"credentials.*GOOGLE_APPLICATION_CREDENTIALS"):
         manager.setup_for_execution(dg.build_init_resource_context())
+
+
+def test_committed_partitions_lists_only_partitions_with_a_manifest(store: PartitionStore) -> None:
+    for key in ("act_2|2026-11-02", "act_1|2026-11-01"):
+        store.commit_partition(ASSET_KEY, key, [{"id": 1}], (), api_version="v", fingerprint="f")
+    # An unfinished attempt (objects, no manifest) is not a committed partition.
+    location = store.location(ASSET_KEY, "act_3|2026-11-03")
+    store.put_object(
+        location, location.data_object_path("abc", 0), b"x", records=1, content_type="x"
+    )
+    other = store.location(["meta_test", "other"], "act_9|2026-11-09")
+    store.commit_partition(
+        other.asset, other.partition_key, [], (), api_version="v", fingerprint="f"
+    )
+    assert list(store.committed_partitions(ASSET_KEY)) == ["act_1|2026-11-01", "act_2|2026-11-02"]
