@@ -9,17 +9,32 @@ import dagster as dg
 from dagster_gcp import GCSResource
 
 from meta_pipeline.io_managers.gcs import MetaGCSIOManager
+from meta_pipeline.io_managers.store import DEFAULT_RECORDS_PER_OBJECT
 from meta_pipeline.resources.meta_api import MetaAdsClient
 from meta_pipeline.settings import ExtractionSettings
 
 DEFAULT_GRAPH_URL = "https://graph.facebook.com"
 DEFAULT_API_VERSION = "v25.0"
-DEFAULT_GCS_PREFIX = "meta"
+DEFAULT_GCS_PREFIX = ""
+DEFAULT_PAGE_SIZE = 500
 
 
 def _setting(name: str, default: str) -> str:
     # Non-secret settings are plain values so the UI shows them; secrets stay EnvVar.
     return os.environ.get(name, "").strip() or default
+
+
+class SettingError(ValueError):
+    """A malformed setting; the message names it."""
+
+
+def _int_setting(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isascii() or not raw.isdigit() or int(raw) <= 0:
+        raise SettingError(f"Invalid setting {name}={raw!r}: expected a positive whole number")
+    return int(raw)
 
 
 def build_resources() -> dict[str, Any]:
@@ -31,11 +46,13 @@ def build_resources() -> dict[str, Any]:
             app_secret=app_secret,
             graph_url=_setting("META_GRAPH_URL", DEFAULT_GRAPH_URL),
             api_version=_setting("META_API_VERSION", DEFAULT_API_VERSION),
+            page_size=_int_setting("META_PAGE_SIZE", DEFAULT_PAGE_SIZE),
         ),
         "io_manager": MetaGCSIOManager(
             gcs=gcs,
             bucket=dg.EnvVar("GCS_BUCKET"),
             prefix=_setting("GCS_PREFIX", DEFAULT_GCS_PREFIX),
+            records_per_object=_int_setting("GCS_RECORDS_PER_OBJECT", DEFAULT_RECORDS_PER_OBJECT),
         ),
         "settings": ExtractionSettings(),
     }

@@ -88,7 +88,7 @@ def run_demo(
             "META_ACCESS_TOKEN": DEMO_TOKEN,
             "META_GRAPH_URL": sim.base_url,
             "GCS_BUCKET": DEMO_BUCKET,
-            "GCS_PREFIX": "meta",
+            "GCS_PREFIX": "",
             "GCS_PROJECT": "meta-demo",
             "STORAGE_EMULATOR_HOST": gcs_url,
         }
@@ -145,8 +145,10 @@ def _materialize(world: object, today: dt.date, days: int, gcs_url: str, out: Te
             f"{stats.accuracy:>9.1%}",
             file=out,
         )
+    example = store.location(dg.AssetKey(["meta", "insights"]), keys[-1]).manifest_uri
     print(
-        f"\nData: gs://{store.bucket_name}/{store.prefix}/<asset>/account_id=<id>/date=<day>/ "
+        f"\nData: one folder per asset and partition in gs://{store.bucket_name}/, e.g.\n"
+        f"  {example}\n"
         f"(GCS emulator at {gcs_url}, stopped on exit)\n"
         f"Dagster instance: {os.environ['DAGSTER_HOME']}\n"
         f"Finished in {time.monotonic() - started:.0f}s, {failed} failed partition run(s).",

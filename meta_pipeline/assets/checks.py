@@ -12,6 +12,7 @@ import dagster as dg
 from meta_pipeline.io_managers.manifest import Manifest
 from meta_pipeline.io_managers.store import PartitionStore
 from meta_pipeline.pages import JsonDict, RequestStats
+from meta_pipeline.partitions import account_day_partitions
 from meta_pipeline.resources.meta_api import MetaAdsClient
 
 COMPLETE = "complete"
@@ -20,15 +21,22 @@ ACCURACY = "accuracy"
 RECONCILES = "reconciles_with_account_totals"
 
 
+def _spec(name: str, *, asset: dg.AssetKey, description: str) -> dg.AssetCheckSpec:
+    # Partitioned like the asset, so each result is recorded against its partition.
+    return dg.AssetCheckSpec(
+        name, asset=asset, description=description, partitions_def=account_day_partitions
+    )
+
+
 def object_check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     return [
-        dg.AssetCheckSpec(
+        _spec(
             COMPLETE,
             asset=key,
             description="Records written equal the API's summary.total_count for the partition",
         ),
-        dg.AssetCheckSpec(UNIQUE_KEYS, asset=key, description="No primary key appears twice"),
-        dg.AssetCheckSpec(
+        _spec(UNIQUE_KEYS, asset=key, description="No primary key appears twice"),
+        _spec(
             ACCURACY,
             asset=key,
             description="Share of logical requests that succeeded is at or above min_accuracy",
@@ -38,17 +46,17 @@ def object_check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
 
 def insights_check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     return [
-        dg.AssetCheckSpec(
+        _spec(
             UNIQUE_KEYS,
             asset=key,
             description="No (ad_id, date_start, breakdowns...) key appears twice",
         ),
-        dg.AssetCheckSpec(
+        _spec(
             ACCURACY,
             asset=key,
             description="Share of logical requests that succeeded is at or above min_accuracy",
         ),
-        dg.AssetCheckSpec(
+        _spec(
             RECONCILES,
             asset=key,
             description="Ad-level spend and impressions add up to the account-level figures",
