@@ -632,20 +632,46 @@ class MetaAdsClient(dg.ConfigurableResource):
         return found
 
     def _get_chunk(self, ids: list[str], names: list[str]) -> dict[str, dict]:
-        params = {"ids": ",".join(ids), "fields": ",".join(names)}
-        try:
-            response = self._request("GET", "", params)
-        except MetaInvalidRequestError:
-            if len(ids) == 1:
-                logger.warning("object %s not readable; left out", ids[0])
-                return {}
-            # One bad id fails the whole ?ids= request: bisect to keep the good ones.
-            middle = len(ids) // 2
-            return {**self._get_chunk(ids[:middle], names), **self._get_chunk(ids[middle:], names)}
-        body = response.body
-        if not isinstance(body, dict):
-            raise MetaTransportError("answer of ?ids= is not a JSON object")
-        return {str(k): v for k, v in body.items() if isinstance(v, dict)}
+        """One ``?ids=`` read; ids Graph says do not exist are dropped and the rest re-read.
+
+        A missing id fails the whole request, so those probing failures are not
+        counted as failed logical requests: the caller sees the missing ids and
+        accounts for them itself.
+        """
+        remaining = list(ids)
+        while remaining:
+            scratch = RequestStats()
+            try:
+                response = self._request(
+                    "GET",
+                    "",
+                    {"ids": ",".join(remaining), "fields": ",".join(names)},
+                    stats=scratch,
+                )
+            except MetaInvalidRequestError as exc:
+                _fold_stats(self._stats, scratch, keep_failures=False)
+                named = set(_MISSING_ALIASES.findall(exc.message)) & set(remaining)
+                if named:
+                    logger.warning("objects %s do not exist; left out", ", ".join(sorted(named)))
+                    remaining = [i for i in remaining if i not in named]
+                    continue
+                if len(remaining) == 1:
+                    logger.warning("object %s not readable; left out", remaining[0])
+                    return {}
+                middle = len(remaining) // 2
+                return {
+                    **self._get_chunk(remaining[:middle], names),
+                    **self._get_chunk(remaining[middle:], names),
+                }
+            except MetaApiError:
+                _fold_stats(self._stats, scratch, keep_failures=True)
+                raise
+            _fold_stats(self._stats, scratch, keep_failures=True)
+            body = response.body
+            if not isinstance(body, dict):
+                raise MetaTransportError("answer of ?ids= is not a JSON object")
+            return {str(k): v for k, v in body.items() if isinstance(v, dict)}
+        return {}
 
     def edge_source(
         self,
@@ -785,6 +811,12 @@ class MetaAdsClient(dg.ConfigurableResource):
             return
         if method != "GET":
             raise MetaInputError(f"cannot replay a {method} ledger entry of kind {entry.kind!r}")
+        if entry.kind == "object":
+            stats = RequestStats()
+            response = self._request("GET", path, params, stats=stats, account_id=_account_of(path))
+            body = response.body if isinstance(response.body, dict) else {}
+            yield Page([body] if body else [], None, stats.copy())
+            return
         account = _account_of(path)
         yield from self._paginate(path, params, stats=RequestStats(), account_id=account)
 
@@ -803,6 +835,25 @@ class _StopBeyondBudget(tenacity.stop.stop_base):
 
 
 _ACTIVITY_KEY = ("object_id", "event_type", "event_time")
+
+
+_MISSING_ALIASES = re.compile(r"(?<![0-9])([0-9]{1,30})(?![0-9])")
+
+
+def _fold_stats(target: RequestStats, scratch: RequestStats, *, keep_failures: bool) -> None:
+    """Add a scratch stream's counters to ``target`` (optionally without its failures)."""
+    target.attempts += scratch.attempts
+    target.retries += scratch.retries
+    target.throttle_waits += scratch.throttle_waits
+    target.throttle_wait_seconds += scratch.throttle_wait_seconds
+    target.pacing_wait_seconds += scratch.pacing_wait_seconds
+    target.succeeded_requests += scratch.succeeded_requests
+    if keep_failures:
+        target.logical_requests += scratch.logical_requests
+        for code, count in scratch.failures_by_code.items():
+            target.failures_by_code[code] = target.failures_by_code.get(code, 0) + count
+    else:
+        target.logical_requests += scratch.succeeded_requests
 
 
 def _int_or_none(value: object) -> int | None:

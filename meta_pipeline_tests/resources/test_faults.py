@@ -338,9 +338,31 @@ def test_list_accounts_get_account_and_objects(
     assert info["id"] == account
     assert info["timezone_name"] == fresh_sim.world.accounts[0].timezone_name
     wanted = ids(fresh_sim.world.objects(account, "ads"))[:60]
+    before = client.stats.copy()
     found = client.get_objects([*wanted, "999999999999"], ["id", "name"])
     assert sorted(found) == wanted
     assert all(found[i]["id"] == i for i in wanted)
+    # 60 ids: two ?ids= reads, one retried without the id Graph says does not exist.
+    assert client.stats.succeeded_requests - before.succeeded_requests == 2
+    assert client.stats.failures_by_code == {}  # the caller accounts for missing ids
+
+
+def test_replay_of_an_object_ledger_entry(make_client: ClientFactory, fresh_sim: Any) -> None:
+    from meta_pipeline.pages import LedgerEntry
+
+    account = first_account(fresh_sim)
+    ad = ids(fresh_sim.world.objects(account, "ads"))[0]
+    entry = LedgerEntry(
+        kind="object",
+        request={"method": "GET", "path": f"/{ad}", "params": {"fields": "id,name"}},
+        code=None,
+        subcode=None,
+        message="missing",
+        fbtrace_id=None,
+        recorded_at="2026-11-28T00:00:00+00:00",
+    )
+    (page,) = list(make_client().replay(entry))
+    assert [r["id"] for r in page.records] == [ad]
 
 
 def test_edge_filters_by_updated_time(
