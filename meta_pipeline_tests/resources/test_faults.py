@@ -387,3 +387,42 @@ def test_edge_filters_by_updated_time(
     assert source.primary_key == ("id",)
     assert len(source.fingerprint) == 64
     assert TOKEN not in repr(source.manifest_extras)
+
+
+def test_activities_are_windowed_by_since_and_until(
+    make_client: ClientFactory, fresh_sim: Any, account: str
+) -> None:
+    import datetime as dt
+
+    def moment(row: dict) -> dt.datetime:
+        return dt.datetime.strptime(row["event_time"], "%Y-%m-%dT%H:%M:%S%z")
+
+    since = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    until = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
+    expected = [
+        r for r in fresh_sim.world.objects(account, "activities") if since <= moment(r) < until
+    ]
+    source = make_client(page_size=4).edge_source(
+        account,
+        "activities",
+        ["event_time", "event_type", "object_id"],
+        updated_since=since,
+        updated_until=until,
+    )
+    rows = records(drain(source))
+    assert expected and len(rows) == len(expected)
+    assert all(since <= moment(r) < until for r in rows)
+
+
+def test_default_statuses_only_when_asked(
+    make_client: ClientFactory, fresh_sim: Any, account: str
+) -> None:
+    visible = ids(fresh_sim.world.visible_objects(account, "ads"))
+    every = ids(fresh_sim.world.objects(account, "ads"))
+    assert len(visible) < len(every)
+    client = make_client()
+    assert (
+        ids(records(drain(client.edge_source(account, "ads", ["id"], all_statuses=False))))
+        == visible
+    )
+    assert ids(records(drain(client.edge_source(account, "ads", ["id"])))) == every
