@@ -64,6 +64,13 @@ class _Progress:
             resume_state=checkpoint.resume_state,
         )
 
+    def reset(self) -> None:
+        self.pages = 0
+        self.stats = RequestStats()
+        self.ledger = []
+        self.api_total_count = None
+        self.resume_state = None
+
     def consume(self, page: Page) -> None:
         self.pages += 1
         self.stats = page.stats.copy()
@@ -281,7 +288,7 @@ class MetaGCSIOManager(dg.ConfigurableIOManager):
             if name.startswith(attempt_folder)
         )
         writer.objects.clear()
-        progress.__dict__.update(_Progress().__dict__)
+        progress.reset()
         # A reset marker, so a later re-execution does not pick the discarded checkpoint.
         self._log_checkpoint(context, location, writer, progress, base, reset_reason=reason)
         return _started(source, None), True
