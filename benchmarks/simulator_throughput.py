@@ -54,15 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         account_id = sim.world.accounts[0].id
         sim.world.objects(account_id, "ads")  # generate before timing
         deadline = time.perf_counter() + 0.5
-        _read_pages(sim.base_url or "", account_id, deadline, [])  # warm-up
+        _read_pages(sim.base_url, account_id, deadline, [])  # warm-up
         sim.reset_stats()
         results: list[list[int]] = [[] for _ in range(args.clients)]
         started = time.perf_counter()
         deadline = started + args.seconds
         threads = [
-            threading.Thread(
-                target=_read_pages, args=(sim.base_url or "", account_id, deadline, counts)
-            )
+            threading.Thread(target=_read_pages, args=(sim.base_url, account_id, deadline, counts))
             for counts in results
         ]
         for thread in threads:

@@ -442,7 +442,7 @@ class Simulator:
             if cfg.app_secret
             else None
         )
-        self.base_url: str | None = None
+        self._base_url: str | None = None
         self.app = Starlette(
             routes=[
                 Route("/_simulator/stats", self._control_stats, methods=["GET"]),
@@ -454,6 +454,13 @@ class Simulator:
         )
 
     # ----------------------------------------------------------------- control
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port`` while serving; Graph paths go below it (``/v25.0/...``)."""
+        if self._base_url is None:
+            raise RuntimeError("the simulator is not serving: use run_simulator() or serve()")
+        return self._base_url
 
     @property
     def today(self) -> dt.date:
@@ -1307,7 +1314,7 @@ class Simulator:
                 sock.close()
                 raise RuntimeError("the Graph API simulator did not start")
             time.sleep(0.005)
-        self.base_url = _base_url(sock)
+        self._base_url = _base_url(sock)
         try:
             yield self
         finally:
@@ -1317,14 +1324,14 @@ class Simulator:
                 server.force_exit = True
                 thread.join(timeout=5)
             sock.close()
-            self.base_url = None
+            self._base_url = None
 
     def serve_forever(
         self, host: str, port: int, on_ready: Callable[[Simulator], None] | None = None
     ) -> None:
         """Serve in the calling thread until interrupted (Ctrl-C)."""
         sock = _bind(host, port)
-        self.base_url = _base_url(sock)
+        self._base_url = _base_url(sock)
         server = uvicorn.Server(self._uvicorn_config())
         if on_ready is not None:
             on_ready(self)

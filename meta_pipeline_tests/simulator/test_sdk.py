@@ -35,7 +35,7 @@ def sdk_api(
     sim: Simulator, token: str = TOKEN, app_secret: str | None = APP_SECRET
 ) -> FacebookAdsApi:
     session = FacebookSession(access_token=token, app_secret=app_secret)
-    session.GRAPH = sim.base_url or ""  # the SDK builds every URL from GRAPH + version
+    session.GRAPH = sim.base_url  # the SDK builds every URL from GRAPH + version
     return FacebookAdsApi(session, api_version=VERSION)
 
 
