@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
+from dagster._core.definitions.reconstruct import ReconstructableRepository
 
-
-def implicit_asset_job() -> dg.JobDefinition:
-    from meta_pipeline.definitions import defs
-
-    return defs.resolve_implicit_global_asset_job_def()
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def reexecute_from_failure(instance: dg.DagsterInstance, run_id: str) -> dg.JobExecutionResult:
     parent = instance.get_run_by_id(run_id)
     assert parent is not None
+    repository = ReconstructableRepository.for_module(
+        "meta_pipeline.definitions", "defs", working_directory=str(ROOT)
+    )
     tags = {k: v for k, v in parent.tags.items() if k.startswith("dagster/partition")}
     return dg.execute_job(
-        dg.reconstructable(implicit_asset_job),
+        repository.get_reconstructable_job(parent.job_name),
         instance=instance,
         tags=tags,
         reexecution_options=dg.ReexecutionOptions.from_failure(run_id, instance),
