@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .redact import redact
+
 
 class MetaConfigError(ValueError):
     """A missing or malformed setting; the message is one line naming it."""
@@ -34,7 +36,8 @@ class MetaApiError(Exception):
         http_status: int | None = None,
         path: str | None = None,
     ) -> None:
-        self.message = message
+        # Whatever the server or a transport library put in the text, no secret stays.
+        self.message = redact(message)
         self.code = code
         self.subcode = subcode
         self.fbtrace_id = fbtrace_id
@@ -54,7 +57,7 @@ class MetaApiError(Exception):
         if self.fbtrace_id:
             details.append(f"fbtrace_id={self.fbtrace_id}")
         if self.path:
-            details.append(f"path={self.path}")
+            details.append(f"path={redact(self.path)}")
         if details:
             parts.append(f"({', '.join(details)})")
         return " ".join(parts)

@@ -150,3 +150,11 @@ def test_filter_redacts_arguments_and_tracebacks() -> None:
     formatted = logging.Formatter().format(record)
     assert TOKEN not in formatted
     assert "boom" in formatted
+
+
+def test_api_errors_redact_whatever_the_server_echoed() -> None:
+    register_secrets([TOKEN, PROOF])
+    error = MetaApiError(
+        f"bad request for access_token={TOKEN}", path=f"me?appsecret_proof={PROOF}"
+    )
+    _assert_clean(["".join(traceback.format_exception(error)), error.message])
