@@ -133,9 +133,12 @@ def test_without_pacing_the_same_run_hits_throttles(
     tight_sim.reset_stats()
     throttled = 0
     try:
-        for _ in range(4):
+        # Same run as above; keep going (bounded) in case this machine is slow.
+        for _ in range(12):
             pages = drain(client.edge_source(account, "ads", ["id", "name"]))
             throttled += pages[-1].stats.throttle_waits
+            if throttled:
+                break
     except RetryBudgetExhausted as exc:
         assert exc.last.kind == "throttled"
         throttled += 1
