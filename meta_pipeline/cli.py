@@ -5,8 +5,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dotenv import load_dotenv
+
+from meta_pipeline.resources.redact import redact
+
+if TYPE_CHECKING:
+    from dagster import DagsterInstance
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -18,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     _add_simulator_command(commands)
+    _add_accounts_command(commands)
+    _add_demo_command(commands)
+    _add_retry_failed_command(commands)
     return parser
 
 
@@ -80,11 +93,140 @@ def _run_simulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_accounts_command(commands: argparse._SubParsersAction) -> None:
+    accounts = commands.add_parser(
+        "accounts",
+        help="manage the meta_ad_accounts partitions in $DAGSTER_HOME",
+        description="Add, list or discover the ad accounts the assets are partitioned by.",
+    )
+    actions = accounts.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="register ad accounts (act_<digits> or <digits>)")
+    add.add_argument("account_ids", nargs="*", help="defaults to META_AD_ACCOUNT_IDS")
+    add.set_defaults(handler=_accounts_add)
+    listing = actions.add_parser("list", help="print the registered ad accounts")
+    listing.set_defaults(handler=_accounts_list)
+    discover = actions.add_parser(
+        "discover", help="register every ad account the token can read (/me/adaccounts)"
+    )
+    discover.add_argument(
+        "--dry-run", action="store_true", help="print what would be added, add nothing"
+    )
+    discover.set_defaults(handler=_accounts_discover)
+
+
+def _instance() -> DagsterInstance:
+    # Imported here so that `meta-pipeline simulator` starts without loading Dagster.
+    from dagster import DagsterInstance
+
+    if not os.environ.get("DAGSTER_HOME"):
+        raise CommandError("DAGSTER_HOME is not set: point it at the Dagster instance folder")
+    return DagsterInstance.get()
+
+
+def _accounts_add(args: argparse.Namespace) -> int:
+    from meta_pipeline.accounts import add_accounts, configured_account_ids
+
+    ids = list(args.account_ids) or configured_account_ids()
+    if not ids:
+        raise CommandError("no account ids given and META_AD_ACCOUNT_IDS is not set")
+    with _instance() as instance:
+        new = add_accounts(instance, ids)
+    print(f"added {len(new)} ad account(s): {', '.join(new) or 'none (all known)'}")
+    return 0
+
+
+def _accounts_list(args: argparse.Namespace) -> int:
+    from meta_pipeline.accounts import registered_accounts
+
+    with _instance() as instance:
+        for account in registered_accounts(instance):
+            print(account)
+    return 0
+
+
+def _accounts_discover(args: argparse.Namespace) -> int:
+    from meta_pipeline.accounts import add_accounts, discover_accounts, registered_accounts
+    from meta_pipeline.config import build_resources
+
+    # Resolves the EnvVar settings and opens the session, as a Dagster run would.
+    with build_resources()["meta"].process_config_and_initialize_cm() as client:
+        found = discover_accounts(client)
+    with _instance() as instance:
+        if args.dry_run:
+            new = sorted(set(found) - set(registered_accounts(instance)))
+        else:
+            new = add_accounts(instance, found)
+    verb = "would add" if args.dry_run else "added"
+    print(f"{len(found)} ad account(s) readable; {verb} {len(new)}: {', '.join(new) or 'none'}")
+    return 0
+
+
+def _add_demo_command(commands: argparse._SubParsersAction) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="run the main job on the simulator and a local GCS emulator (make demo)",
+        description="Materialize every asset for the last days of simulated ad accounts.",
+    )
+    demo.add_argument("--workdir", type=Path, default=Path(".demo"))
+    demo.add_argument("--accounts", type=int, default=3)
+    demo.add_argument("--days", type=int, default=7)
+    demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--scale", type=float, default=1.0)
+    demo.add_argument("--profile", choices=("clean", "realistic", "chaos"), default="realistic")
+    demo.set_defaults(handler=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from meta_pipeline.demo import run_demo
+
+    return run_demo(
+        args.workdir,
+        accounts=args.accounts,
+        days=args.days,
+        seed=args.seed,
+        scale=args.scale,
+        profile=args.profile,
+    )
+
+
+def _add_retry_failed_command(commands: argparse._SubParsersAction) -> None:
+    retry = commands.add_parser(
+        "retry-failed",
+        help="re-issue the failed requests kept in the ledgers and fold what succeeds in",
+        description=(
+            "Replays every partition's ledger of failed requests (only those requests) and "
+            "commits the recovered records into their partitions. Safe to run again."
+        ),
+    )
+    retry.set_defaults(handler=_retry_failed)
+
+
+def _retry_failed(args: argparse.Namespace) -> int:
+    from meta_pipeline.definitions import defs
+    from meta_pipeline.jobs import retry_failed_requests_job
+
+    with _instance() as instance:
+        result = defs.resolve_job_def(retry_failed_requests_job.name).execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+    return 0 if result.success else 1
+
+
+class CommandError(Exception):
+    """A usage or setting problem, reported as one line."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    load_dotenv(".env")
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
-    return handler(args)
+    try:
+        return handler(args)
+    except (CommandError, ValueError) as error:
+        # Settings and input errors name what is at fault; one line, no traceback.
+        print(f"meta-pipeline: {redact(str(error)).splitlines()[0]}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

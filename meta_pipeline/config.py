@@ -17,6 +17,7 @@ DEFAULT_GRAPH_URL = "https://graph.facebook.com"
 DEFAULT_API_VERSION = "v25.0"
 DEFAULT_GCS_PREFIX = ""
 DEFAULT_PAGE_SIZE = 500
+DEFAULT_ASYNC_POLL_SECONDS = 2.0
 
 
 def _setting(name: str, default: str) -> str:
@@ -37,6 +38,19 @@ def _int_setting(name: str, default: int) -> int:
     return int(raw)
 
 
+def _seconds_setting(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise SettingError(f"Invalid setting {name}={raw!r}: expected a positive number of seconds")
+    return value
+
+
 def build_resources() -> dict[str, Any]:
     app_secret = dg.EnvVar("META_APP_SECRET") if os.environ.get("META_APP_SECRET") else None
     gcs = GCSResource(project=os.environ.get("GCS_PROJECT") or None)
@@ -47,6 +61,10 @@ def build_resources() -> dict[str, Any]:
             graph_url=_setting("META_GRAPH_URL", DEFAULT_GRAPH_URL),
             api_version=_setting("META_API_VERSION", DEFAULT_API_VERSION),
             page_size=_int_setting("META_PAGE_SIZE", DEFAULT_PAGE_SIZE),
+            # Small reports finish in seconds; the client backs off from here on long ones.
+            async_poll_interval_seconds=_seconds_setting(
+                "META_ASYNC_POLL_SECONDS", DEFAULT_ASYNC_POLL_SECONDS
+            ),
         ),
         "io_manager": MetaGCSIOManager(
             gcs=gcs,

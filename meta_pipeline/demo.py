@@ -18,12 +18,15 @@ from pathlib import Path
 from typing import TextIO
 
 import dagster as dg
+from google.cloud import storage
 
 from meta_pipeline.gcs_emulator import running_gcs_emulator
+from meta_pipeline.io_managers.store import PartitionStore
 from meta_pipeline.pages import RequestStats
 
 DEMO_BUCKET = "meta-demo"
 DEMO_TOKEN = "demo-token"
+DEMO_PROJECT = "meta-demo"
 
 
 @dataclass
@@ -89,7 +92,7 @@ def run_demo(
             "META_GRAPH_URL": sim.base_url,
             "GCS_BUCKET": DEMO_BUCKET,
             "GCS_PREFIX": "",
-            "GCS_PROJECT": "meta-demo",
+            "GCS_PROJECT": DEMO_PROJECT,
             "STORAGE_EMULATOR_HOST": gcs_url,
         }
         with _environment(env):
@@ -100,7 +103,6 @@ def _materialize(world: object, today: dt.date, days: int, gcs_url: str, out: Te
     # Imported here: the definitions read their non-secret settings from the environment.
     from meta_pipeline.accounts import add_accounts
     from meta_pipeline.definitions import defs
-    from meta_pipeline.io_managers.gcs import MetaGCSIOManager
     from meta_pipeline.jobs import EXTRACTED_ASSET_KEYS, extract_job
 
     account_ids = [a.id for a in world.accounts]  # type: ignore[attr-defined]
@@ -126,21 +128,19 @@ def _materialize(world: object, today: dt.date, days: int, gcs_url: str, out: Te
             file=out,
             flush=True,
         )
-    io_manager = defs.resources["io_manager"]
-    assert isinstance(io_manager, MetaGCSIOManager)
-    store = io_manager.store
+    store = PartitionStore(storage.Client(project=DEMO_PROJECT), DEMO_BUCKET, "")
     print("\nWhat was written (per asset):", file=out)
-    header = f"  {'asset':<22}{'partitions':>11}{'records':>9}{'requests':>9}{'retries':>8}{'throttle s':>11}{'accuracy':>9}"
+    header = f"  {'asset':<27}{'partitions':>11}{'records':>9}{'requests':>9}{'retries':>8}{'throttle s':>11}{'accuracy':>9}"
     print(header, file=out)
-    for key in [*EXTRACTED_ASSET_KEYS, dg.AssetKey(["meta", "daily_campaign_spend"])]:
+    for asset_key in [*EXTRACTED_ASSET_KEYS, dg.AssetKey(["meta", "daily_campaign_spend"])]:
         summary = AssetSummary()
         for partition_key in keys:
-            manifest = store.read_manifest(key, partition_key)
+            manifest = store.read_manifest(asset_key, partition_key)
             if manifest is not None:
                 summary.add(manifest.records, RequestStats.from_dict(manifest.request_stats))
         stats = summary.stats
         print(
-            f"  {key.to_user_string():<22}{summary.partitions:>11}{summary.records:>9}"
+            f"  {asset_key.to_user_string():<27}{summary.partitions:>11}{summary.records:>9}"
             f"{stats.logical_requests:>9}{stats.retries:>8}{stats.throttle_wait_seconds:>11.1f}"
             f"{stats.accuracy:>9.1%}",
             file=out,

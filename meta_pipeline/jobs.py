@@ -1,5 +1,7 @@
 """Jobs: the extraction over account x day partitions, and the ledger replay."""
 
+from typing import Any
+
 import dagster as dg
 
 from meta_pipeline.io_managers.gcs import MetaGCSIOManager
@@ -55,4 +57,7 @@ def retry_failed_requests_job() -> None:
     replay_failed_requests()
 
 
-jobs = [extract_job, retry_failed_requests_job]
+jobs: list[Any] = [
+    extract_job,
+    retry_failed_requests_job,
+]

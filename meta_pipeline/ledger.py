@@ -13,23 +13,18 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
 
-from meta_pipeline.io_managers.manifest import Manifest
 from meta_pipeline.io_managers.store import PartitionStore
 from meta_pipeline.pages import JsonDict, LedgerEntry, RequestStats
-from meta_pipeline.partitions import parse_partition_key
 from meta_pipeline.resources.errors import MetaApiError
 from meta_pipeline.resources.meta_api import MetaAdsClient
 from meta_pipeline.resources.redact import redact
 
 logger = logging.getLogger(__name__)
-
-_MANIFEST_PATH = re.compile(r"account_id=(?P<account>[^/]+)/date=(?P<date>[^/]+)/_manifest\.json$")
 
 
 @dataclass
@@ -62,28 +57,17 @@ class ReplaySummary:
 
 def partitions_with_ledger(
     store: PartitionStore, asset_keys: Iterable[dg.AssetKey]
-) -> Iterator[tuple[dg.AssetKey, str, Manifest]]:
+) -> Iterator[tuple[dg.AssetKey, str]]:
     """Committed partitions of these assets whose manifest lists ledger entries."""
     for key in asset_keys:
-        folder = "/".join([*([store.prefix] if store.prefix else []), *key.path]) + "/"
-        for blob in store.client.list_blobs(store.bucket_name, prefix=folder):
-            match = _MANIFEST_PATH.search(blob.name)
-            if not match:
-                continue
-            partition_key = parse_partition_key(
-                f"{match.group('account')}|{match.group('date')}"
-            ).partition_key
+        for partition_key in store.committed_partitions(key):
             manifest = store.read_manifest(key, partition_key)
             if manifest is not None and manifest.ledger_entries > 0:
-                yield key, partition_key, manifest
+                yield key, partition_key
 
 
 def _reissue(client: MetaAdsClient, entry: LedgerEntry) -> tuple[list[JsonDict], list[LedgerEntry]]:
     """Records recovered by one ledger entry, and the entries that still fail."""
-    if entry.kind == "object":
-        request = entry.request
-        record = client.get(str(request["path"]), dict(request.get("params") or {}))
-        return [record], []
     records: list[JsonDict] = []
     failures: list[LedgerEntry] = []
     for page in client.replay(entry):
@@ -187,6 +171,6 @@ def replay_ledgers(
     run_id: str | None = None,
 ) -> ReplaySummary:
     summary = ReplaySummary()
-    for key, partition_key, _manifest in list(partitions_with_ledger(store, asset_keys)):
+    for key, partition_key in list(partitions_with_ledger(store, asset_keys)):
         summary.outcomes.append(replay_partition(client, store, key, partition_key, run_id=run_id))
     return summary
