@@ -303,9 +303,15 @@ class MetaGCSIOManager(dg.ConfigurableIOManager):
         base: _CheckpointBase,
     ) -> None:
         since_checkpoint = 0
+        reporter = _ProgressReporter(context, location, started=time.monotonic())
         for page in pages:
             writer.add(page.records)
             progress.consume(page)
+            reporter.page_done(
+                progress.pages,
+                sum(o.records for o in writer.objects) + writer.pending_records,
+                progress.api_total_count,
+            )
             # Objects end on page boundaries, so a checkpoint's cursor covers whole objects.
             if writer.buffer_is_full:
                 writer.flush()
@@ -365,6 +371,32 @@ class MetaGCSIOManager(dg.ConfigurableIOManager):
         # Same opt-in as Dagster's UPath IO managers; by default a missing partition is an error.
         skip_missing = bool((context.definition_metadata or {}).get("allow_missing_partitions"))
         return store.iter_partitions_records(asset_key, keys, skip_missing=skip_missing)
+
+
+@dataclass
+class _ProgressReporter:
+    """Steady progress lines in the run log for long partitions (not every page)."""
+
+    context: dg.OutputContext
+    location: PartitionLocation
+    started: float
+    every_seconds: float = 15.0
+    last_report: float = field(default=0.0)
+
+    def page_done(self, pages: int, records: int, total: int | None) -> None:
+        now = time.monotonic()
+        if now - max(self.last_report, self.started) < self.every_seconds:
+            return
+        self.last_report = now
+        rate = records / max(now - self.started, 1e-6)
+        line = (
+            f"{self.location.asset_name} {self.location.partition_key}: {pages} page(s), "
+            f"{records} record(s), {rate:.0f} records/s"
+        )
+        if total:
+            remaining = max(total - records, 0)
+            line += f"; {remaining} of {total} left, about {remaining / max(rate, 1e-6):.0f}s"
+        self.context.log.info(line)
 
 
 def _started(source: PageSource, resume_state: JsonDict | None) -> Iterator[Page]:
@@ -439,4 +471,8 @@ def _output_metadata(
             metadata["records_vs_api_total"] = dg.MetadataValue.float(round(completeness, 6))
     if manifest.final is not None:
         metadata["final"] = dg.MetadataValue.bool(manifest.final)
+    # The account-local window the partition covers, as the source described it.
+    for name in ("time_zone", "window_start", "window_end"):
+        if name in manifest.source:
+            metadata[name] = dg.MetadataValue.text(str(manifest.source[name]))
     return metadata

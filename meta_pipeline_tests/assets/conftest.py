@@ -60,16 +60,18 @@ class Pipeline:
     def materialize(self, partition: str, select: str = "*") -> subprocess.CompletedProcess[str]:
         return self.dagster(*_materialize_args(partition, select))
 
-    def popen_materialize(self, partition: str, select: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [DAGSTER_CLI, *_materialize_args(partition, select)],
-            env=self.env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,  # its own process group, so a test can kill the tree
-        )
+    def popen_materialize(self, partition: str, select: str, log: Path) -> subprocess.Popen[str]:
+        """Start a materialization; its output goes to ``log`` for the failure message."""
+        with log.open("w") as out:
+            return subprocess.Popen(
+                [DAGSTER_CLI, *_materialize_args(partition, select)],
+                env=self.env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,  # its own process group, so a test can kill the tree
+            )
 
 
 DAGSTER_CLI = str(Path(sys.executable).parent / "dagster")

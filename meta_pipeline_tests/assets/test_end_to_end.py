@@ -79,6 +79,15 @@ def test_every_asset_equals_the_source_for_accounts_in_different_time_zones(
         assert manifest is not None
         assert manifest.final is False  # two days old: still inside the attribution window
         assert manifest.source["time_zone"] == world.account(account).timezone_name
+        event = pipeline.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=INSIGHTS, asset_partitions=[partition]), limit=1
+        ).records[0]
+        metadata = event.asset_materialization.metadata  # type: ignore[union-attr]
+        assert metadata["records"].value == len(rows)
+        assert metadata["accuracy"].value == 1.0
+        assert metadata["time_zone"].value == world.account(account).timezone_name
+        assert metadata["final"].value is False
+        assert str(metadata["manifest_uri"].value).endswith("/_manifest.json")
         for asset, check in [
             ("insights", "unique_primary_keys"),
             ("insights", "accuracy"),
@@ -132,14 +141,19 @@ def test_sigkill_mid_partition_under_chaos_resumes_and_equals_the_source(
     expected = expected_insight_keys(pipeline.sim, account, day)
     assert len(expected) > 40, "enough rows for several pages of 10"
 
-    child = pipeline.popen_materialize(partition, "meta/insights")
+    log = pipeline.home / "killed-run.log"
+    child = pipeline.popen_materialize(partition, "meta/insights", log)
     deadline = time.monotonic() + 240
     try:
         while True:
             checkpoints = _checkpoints(pipeline, partition)
             if checkpoints and len(checkpoints[0]["objects"]) >= 2:
                 break
-            assert child.poll() is None, "the run ended before two checkpoints"
+            if child.poll() is not None:
+                tail = "\n".join(
+                    line for line in log.read_text().splitlines() if "DEBUG" not in line
+                )
+                raise AssertionError(f"the run ended before two checkpoints:\n{tail[-4000:]}")
             assert time.monotonic() < deadline, "no checkpoint in time"
             time.sleep(0.05)
         # SIGKILL the whole process group: the CLI and its step worker process.
