@@ -10,7 +10,7 @@ from meta_pipeline.assets.checks import (
     insights_check_specs,
     reconciliation_result,
 )
-from meta_pipeline.assets.objects import GROUP, KINDS, POOL
+from meta_pipeline.assets.common import GROUP, extraction_asset
 from meta_pipeline.assets.sources import AnnotatedSource, ComputedSource, fingerprint_of
 from meta_pipeline.assets.windows import account_zone, is_settled, window_extras
 from meta_pipeline.io_managers.gcs import MetaGCSIOManager
@@ -22,17 +22,11 @@ from meta_pipeline.settings import ExtractionSettings
 INSIGHTS_KEY = dg.AssetKey([GROUP, "insights"])
 
 
-@dg.asset(
-    key=INSIGHTS_KEY,
-    partitions_def=account_day_partitions,
-    check_specs=insights_check_specs(INSIGHTS_KEY),
-    group_name=GROUP,
-    kinds=KINDS,
-    pool=POOL,
-    description=(
-        "Ad-level insights rows (time_increment=1) for the account's local day, every ad "
-        "including deleted and archived ones. Marked final once out of the attribution window."
-    ),
+@extraction_asset(
+    INSIGHTS_KEY,
+    "Ad-level insights rows (time_increment=1) for the account's local day, every ad "
+    "including deleted and archived ones. Marked final once out of the attribution window.",
+    insights_check_specs(INSIGHTS_KEY),
 )
 def insights(
     context: dg.AssetExecutionContext,

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from meta_pipeline.assets.checks import common_results, object_check_specs
+from meta_pipeline.assets.common import GROUP, extraction_asset
 from meta_pipeline.assets.sources import (
     AnnotatedSource,
     ComputedSource,
@@ -33,13 +34,9 @@ from meta_pipeline.assets.windows import (
 )
 from meta_pipeline.io_managers.gcs import MetaGCSIOManager
 from meta_pipeline.pages import JsonDict, LedgerEntry, RequestStats
-from meta_pipeline.partitions import account_day_partitions, parse_partition_key
+from meta_pipeline.partitions import parse_partition_key
 from meta_pipeline.resources.meta_api import MetaAdsClient
 from meta_pipeline.settings import ExtractionSettings
-
-GROUP = "meta"
-POOL = "meta_api"
-KINDS = {"meta", "gcs"}
 
 CAMPAIGN_FIELDS = (
     "id", "account_id", "name", "objective", "status", "effective_status", "configured_status",
@@ -66,15 +63,7 @@ ADS_KEY = dg.AssetKey([GROUP, "ads"])
 def _object_asset(edge: str, fields: tuple[str, ...], description: str) -> dg.AssetsDefinition:
     key = dg.AssetKey([GROUP, edge])
 
-    @dg.asset(
-        key=key,
-        partitions_def=account_day_partitions,
-        check_specs=object_check_specs(key),
-        group_name=GROUP,
-        kinds=KINDS,
-        pool=POOL,
-        description=description,
-    )
+    @extraction_asset(key, description, object_check_specs(key))
     def _extract(
         context: dg.AssetExecutionContext,
         meta: MetaAdsClient,
@@ -106,14 +95,10 @@ ads = _object_asset("ads", AD_FIELDS, "Ads updated on the account's local day, a
 AD_ACCOUNTS_KEY = dg.AssetKey([GROUP, "ad_accounts"])
 
 
-@dg.asset(
-    key=AD_ACCOUNTS_KEY,
-    partitions_def=account_day_partitions,
-    check_specs=object_check_specs(AD_ACCOUNTS_KEY),
-    group_name=GROUP,
-    kinds=KINDS,
-    pool=POOL,
-    description="The ad account's details (time zone, currency, status), as of materialization.",
+@extraction_asset(
+    AD_ACCOUNTS_KEY,
+    "The ad account's details (time zone, currency, status), as of materialization.",
+    object_check_specs(AD_ACCOUNTS_KEY),
 )
 def ad_accounts(
     context: dg.AssetExecutionContext,
@@ -159,18 +144,12 @@ def _creative_ids(ad_records: Iterator[JsonDict]) -> list[str]:
     return sorted(ids)
 
 
-@dg.asset(
-    key=ADCREATIVES_KEY,
-    partitions_def=account_day_partitions,
+@extraction_asset(
+    ADCREATIVES_KEY,
+    "Creatives referenced by the ads updated on the account's local day (creatives are "
+    "immutable and have no updated_time), read by id.",
+    object_check_specs(ADCREATIVES_KEY),
     ins={"ads_of_day": dg.AssetIn(key=ADS_KEY, dagster_type=dg.Any)},
-    check_specs=object_check_specs(ADCREATIVES_KEY),
-    group_name=GROUP,
-    kinds=KINDS,
-    pool=POOL,
-    description=(
-        "Creatives referenced by the ads updated on the account's local day (creatives are "
-        "immutable and have no updated_time), read by id."
-    ),
 )
 def adcreatives(
     context: dg.AssetExecutionContext,
