@@ -78,6 +78,9 @@ def run_demo(
     workdir.mkdir(parents=True, exist_ok=True)
     dagster_home = (workdir / "dagster_home").resolve()
     dagster_home.mkdir(exist_ok=True)
+    instance_config = dagster_home / "dagster.yaml"
+    if not instance_config.exists():
+        instance_config.write_text("telemetry:\n  enabled: false\n")
     today = dt.date.today()
     config = SimulatorConfig(
         seed=seed, accounts=accounts, scale=scale, profile=profile, token=DEMO_TOKEN, today=today
@@ -118,7 +121,13 @@ def _materialize(world: object, today: dt.date, days: int, gcs_url: str, out: Te
     started = time.monotonic()
     failed = 0
     for done, key in enumerate(keys, start=1):
-        result = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False)
+        result = job.execute_in_process(
+            partition_key=key,
+            instance=instance,
+            raise_on_error=False,
+            # The event log keeps every event; the console shows only what needs attention.
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
         failed += 0 if result.success else 1
         rate = done / max(time.monotonic() - started, 1e-6)
         status = "ok" if result.success else "FAILED"
