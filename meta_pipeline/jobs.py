@@ -1,9 +1,11 @@
-"""Jobs: the extraction over account x day partitions, and the ledger replay."""
+"""Jobs: the extraction over account x day partitions, its partial refreshes, the ledger replay."""
 
 from typing import Any
 
 import dagster as dg
 
+from meta_pipeline.assets.insights import CAMPAIGN_SPEND_KEY, INSIGHTS_KEY
+from meta_pipeline.assets.objects import ADCREATIVES_KEY, ADS_KEY
 from meta_pipeline.io_managers.gcs import MetaGCSIOManager
 from meta_pipeline.ledger import replay_ledgers
 from meta_pipeline.partitions import account_day_partitions
@@ -14,11 +16,44 @@ EXTRACTED_ASSET_KEYS = [
     for name in ("ad_accounts", "campaigns", "adsets", "ads", "adcreatives", "insights")
 ]
 
+# Step failures: a few spaced-out retries with full jitter, so parallel runs hitting the same
+# throttled account do not retry in lockstep. The client already retries each request; this
+# covers what escapes it (a report that never completes, a dropped connection mid-write), and
+# each retry resumes from the partition's checkpoint. Crashed runs are retried by the instance
+# (dagster.yaml run_retries, which leaves step failures to this policy).
+STEP_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=2, delay=60, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.FULL
+)
+
 extract_job = dg.define_asset_job(
     "meta_extract",
     selection=dg.AssetSelection.groups("meta"),
     partitions_def=account_day_partitions,
+    op_retry_policy=STEP_RETRY_POLICY,
     description="Every Meta asset for the selected account x day partitions.",
+)
+
+OBJECT_REFRESH_KEYS = [
+    dg.AssetKey(["meta", "campaigns"]),
+    dg.AssetKey(["meta", "adsets"]),
+    ADS_KEY,
+    ADCREATIVES_KEY,
+]
+
+objects_refresh_job = dg.define_asset_job(
+    "meta_objects_refresh",
+    selection=dg.AssetSelection.assets(*OBJECT_REFRESH_KEYS),
+    partitions_def=account_day_partitions,
+    op_retry_policy=STEP_RETRY_POLICY,
+    description="Campaigns, ad sets, ads and creatives of account x day partitions that changed.",
+)
+
+insights_refresh_job = dg.define_asset_job(
+    "meta_insights_refresh",
+    selection=dg.AssetSelection.assets(INSIGHTS_KEY, CAMPAIGN_SPEND_KEY),
+    partitions_def=account_day_partitions,
+    op_retry_policy=STEP_RETRY_POLICY,
+    description="Insights (and the spend rollup) of days still inside the attribution window.",
 )
 
 
@@ -59,5 +94,7 @@ def retry_failed_requests_job() -> None:
 
 jobs: list[Any] = [
     extract_job,
+    objects_refresh_job,
+    insights_refresh_job,
     retry_failed_requests_job,
 ]
