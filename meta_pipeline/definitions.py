@@ -9,10 +9,16 @@ from meta_pipeline.jobs import jobs
 from meta_pipeline.schedules import schedules
 from meta_pipeline.sensors import sensors
 
-defs = dg.Definitions(
-    assets=[*object_assets, *insights_assets],
-    jobs=jobs,
-    schedules=schedules,
-    sensors=sensors,
-    resources=build_resources(),
-)
+
+def build_definitions() -> dg.Definitions:
+    """The code location, with resources read from the environment as it is now."""
+    return dg.Definitions(
+        assets=[*object_assets, *insights_assets],
+        jobs=jobs,
+        schedules=schedules,
+        sensors=sensors,
+        resources=build_resources(),
+    )
+
+
+defs = build_definitions()

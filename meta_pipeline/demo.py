@@ -105,9 +105,11 @@ def run_demo(
 def _materialize(world: object, today: dt.date, days: int, gcs_url: str, out: TextIO) -> int:
     # Imported here: the definitions read their non-secret settings from the environment.
     from meta_pipeline.accounts import add_accounts
-    from meta_pipeline.definitions import defs
+    from meta_pipeline.definitions import build_definitions
     from meta_pipeline.jobs import EXTRACTED_ASSET_KEYS, extract_job
 
+    # Built now, not at import: the resources must see the demo's environment.
+    defs = build_definitions()
     account_ids = [a.id for a in world.accounts]  # type: ignore[attr-defined]
     instance = dg.DagsterInstance.get()
     add_accounts(instance, account_ids)
