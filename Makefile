@@ -21,6 +21,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/meta-pipeline demo
 
+# The demo's world (simulator, GCS emulator, accounts) with `dagster dev`: UI at http://127.0.0.1:3000
+ui: $(STAMP)
+	$(BIN)/meta-pipeline ui
+
 lint: $(STAMP)
 	$(BIN)/ruff check meta_pipeline meta_pipeline_tests benchmarks
 	$(BIN)/ruff format --check meta_pipeline meta_pipeline_tests benchmarks
