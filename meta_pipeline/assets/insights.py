@@ -10,7 +10,7 @@ from meta_pipeline.assets.checks import (
     insights_check_specs,
     reconciliation_result,
 )
-from meta_pipeline.assets.common import GROUP, extraction_asset
+from meta_pipeline.assets.common import GROUP, extraction_asset, fail_fast_on_permanent_errors
 from meta_pipeline.assets.sources import AnnotatedSource, ComputedSource, fingerprint_of
 from meta_pipeline.assets.windows import account_zone, is_settled, window_extras
 from meta_pipeline.io_managers.gcs import MetaGCSIOManager
@@ -34,18 +34,19 @@ def insights(
     settings: ExtractionSettings,
     io_manager: dg.ResourceParam[MetaGCSIOManager],
 ) -> Iterator[dg.Output | dg.AssetCheckResult]:
-    part = parse_partition_key(context.partition_key)
-    zone = account_zone(meta, part.account_id)
-    source = meta.insights_source(
-        part.account_id,
-        since=part.day,
-        until=part.day,
-        level="ad",
-        fields=settings.insights_fields,
-        breakdowns=settings.insights_breakdowns,
-        action_attribution_windows=settings.action_attribution_windows,
-        use_async=settings.use_async_insights,
-    )
+    with fail_fast_on_permanent_errors():
+        part = parse_partition_key(context.partition_key)
+        zone = account_zone(meta, part.account_id)
+        source = meta.insights_source(
+            part.account_id,
+            since=part.day,
+            until=part.day,
+            level="ad",
+            fields=settings.insights_fields,
+            breakdowns=settings.insights_breakdowns,
+            action_attribution_windows=settings.action_attribution_windows,
+            use_async=settings.use_async_insights,
+        )
     final = is_settled(part.day, zone, settings.attribution_lookback_days)
     extras = {
         **window_extras(part.day, zone),

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from meta_pipeline.assets.checks import common_results, object_check_specs
-from meta_pipeline.assets.common import GROUP, extraction_asset
+from meta_pipeline.assets.common import GROUP, extraction_asset, fail_fast_on_permanent_errors
 from meta_pipeline.assets.sources import (
     AnnotatedSource,
     ComputedSource,
@@ -70,12 +70,13 @@ def _object_asset(edge: str, fields: tuple[str, ...], description: str) -> dg.As
         settings: ExtractionSettings,
         io_manager: dg.ResourceParam[MetaGCSIOManager],
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
-        part = parse_partition_key(context.partition_key)
-        zone = account_zone(meta, part.account_id)
-        start, end = local_day_bounds(part.day, zone)
-        source = meta.edge_source(
-            part.account_id, edge, fields, updated_since=start, updated_until=end
-        )
+        with fail_fast_on_permanent_errors():
+            part = parse_partition_key(context.partition_key)
+            zone = account_zone(meta, part.account_id)
+            start, end = local_day_bounds(part.day, zone)
+            source = meta.edge_source(
+                part.account_id, edge, fields, updated_since=start, updated_until=end
+            )
         yield dg.Output(AnnotatedSource.wrap(source, window_extras(part.day, zone)))
         yield from common_results(
             io_manager.store, key, context.partition_key, settings.min_accuracy, completeness=True

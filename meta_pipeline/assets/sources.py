@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from meta_pipeline.assets.common import fail_fast_on_permanent_errors, fail_fast_pages
 from meta_pipeline.pages import JsonDict, LedgerEntry, Page, PageSource, RequestStats
 
 
@@ -38,7 +39,7 @@ class AnnotatedSource:
         )
 
     def open(self, resume_state: JsonDict | None) -> Iterator[Page]:
-        return self.inner.open(resume_state)
+        return fail_fast_pages(self.inner.open(resume_state))
 
 
 @dataclass
@@ -56,7 +57,8 @@ class ComputedSource:
     manifest_extras: JsonDict = field(default_factory=dict)
 
     def open(self, resume_state: JsonDict | None) -> Iterator[Page]:
-        records, stats, failures = self.compute()
+        with fail_fast_on_permanent_errors():
+            records, stats, failures = self.compute()
         yield Page(
             records=records,
             resume_state=None,
