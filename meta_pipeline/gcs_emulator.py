@@ -40,33 +40,40 @@ def running_gcs_emulator(
     bucket: str | None = None,
     *,
     in_process: bool = False,
+    data_dir: str | None = None,
 ) -> Iterator[str]:
     """Start gcp-storage-emulator (in memory), yield its URL, stop it on exit.
 
     ``port=0`` picks a free port. ``bucket``, if given, is created before the URL
     is yielded. ``in_process=True`` runs the server in a thread of this process.
+    ``data_dir`` (absolute) keeps the objects on disk there instead, across restarts
+    (the demo's data outlives the demo).
     """
     if in_process:
-        with _in_process_emulator(host, port, bucket) as url:
+        with _in_process_emulator(host, port, bucket, data_dir) as url:
             yield url
         return
-    with _subprocess_emulator(host, port, bucket) as url:
+    with _subprocess_emulator(host, port, bucket, data_dir) as url:
         yield url
 
 
 @contextlib.contextmanager
-def _in_process_emulator(host: str, port: int, bucket: str | None) -> Iterator[str]:
-    server = _start_server(host, port, bucket)
+def _in_process_emulator(
+    host: str, port: int, bucket: str | None, data_dir: str | None = None
+) -> Iterator[str]:
+    server = _start_server(host, port, bucket, data_dir)
     try:
         yield _server_url(server, host)
     finally:
         server.stop()
 
 
-def _start_server(host: str, port: int, bucket: str | None) -> Any:
+def _start_server(host: str, port: int, bucket: str | None, data_dir: str | None = None) -> Any:
     from gcp_storage_emulator.server import create_server
 
-    server = create_server(host, port, in_memory=True, default_bucket=bucket)
+    server = create_server(
+        host, port, in_memory=data_dir is None, default_bucket=bucket, data_dir=data_dir
+    )
     server.start()
     return server
 
@@ -78,11 +85,15 @@ def _server_url(server: object, host: str) -> str:
 
 
 @contextlib.contextmanager
-def _subprocess_emulator(host: str, port: int, bucket: str | None) -> Iterator[str]:
+def _subprocess_emulator(
+    host: str, port: int, bucket: str | None, data_dir: str | None = None
+) -> Iterator[str]:
     command = [sys.executable, "-m", "meta_pipeline.gcs_emulator", "--host", host]
     command += ["--port", str(port)]
     if bucket:
         command += ["--bucket", bucket]
+    if data_dir:
+        command += ["--data-dir", data_dir]
     process = subprocess.Popen(
         command,
         stdin=subprocess.PIPE,
@@ -134,9 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--bucket", default=None)
+    parser.add_argument("--data-dir", default=None, help="absolute; on disk instead of memory")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    server = _start_server(args.host, args.port, args.bucket)
+    server = _start_server(args.host, args.port, args.bucket, args.data_dir)
     try:
         sys.stdout.write(f"{READY_PREFIX}{_server_url(server, args.host)}\n")
         sys.stdout.flush()
