@@ -19,8 +19,9 @@ JsonDict = dict[str, Any]
 class ResumeRejected(Exception):
     """The API refused the stored resume state (an expired cursor, a vanished report).
 
-    Raised by a page stream opened with a resume state, before it yields anything.
-    The consumer discards the checkpoint and opens the source again from scratch.
+    Raised by a page stream opened with a resume state, before it yields anything,
+    or mid-stream when Meta invalidates a cursor it has just issued. Either way the
+    consumer discards what it wrote and opens the source again from scratch.
     """
 
 

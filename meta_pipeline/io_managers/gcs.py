@@ -43,6 +43,9 @@ from meta_pipeline.pages import (
     ResumeRejected,
 )
 
+# A stream whose fresh cursors keep being refused is not making progress: fail after this.
+MAX_MID_STREAM_RESTARTS = 3
+
 
 @dataclass
 class _Progress:
@@ -203,7 +206,18 @@ class MetaGCSIOManager(dg.ConfigurableIOManager):
             )
             if restarted:
                 resumed_from_objects = 0
-            self._consume(context, pages, location, writer, progress, base)
+            for restart in itertools.count(1):
+                try:
+                    self._consume(context, pages, location, writer, progress, base)
+                    break
+                except ResumeRejected as exc:
+                    # A cursor the API issued moments ago was refused (Meta invalidates
+                    # cursors when the item under them goes away): start the partition over.
+                    if restart > MAX_MID_STREAM_RESTARTS:
+                        raise
+                    reason = f"cursor refused mid-stream: {exc}"
+                    pages = self._restart(context, obj, location, writer, progress, base, reason)
+                    resumed_from_objects = 0
 
         ledger_object = self.store.write_ledger(location, attempt_id, progress.ledger)
         manifest = Manifest(
@@ -277,9 +291,22 @@ class MetaGCSIOManager(dg.ConfigurableIOManager):
             return _started(source, checkpoint.resume_state), False
         except ResumeRejected as exc:
             reason = f"resume state rejected by the API: {exc}"
+        return self._restart(context, source, location, writer, progress, base, reason), True
+
+    def _restart(
+        self,
+        context: dg.OutputContext,
+        source: PageSource,
+        location: PartitionLocation,
+        writer: PartitionWriter,
+        progress: _Progress,
+        base: _CheckpointBase,
+        reason: str,
+    ) -> Iterator[Page]:
+        """Discard this attempt's objects and open the source from scratch."""
         context.log.warning(
             f"Restarting {location.asset_name} {location.partition_key} from scratch: {reason}; "
-            f"discarding {len(writer.objects)} checkpointed object(s)"
+            f"discarding {len(writer.objects)} written object(s)"
         )
         attempt_folder = location.attempt_folder(base.attempt_id) + "/"
         self.store.delete_objects(
@@ -287,11 +314,11 @@ class MetaGCSIOManager(dg.ConfigurableIOManager):
             for name in self.store.list_object_names(location)
             if name.startswith(attempt_folder)
         )
-        writer.objects.clear()
+        writer.discard()
         progress.reset()
         # A reset marker, so a later re-execution does not pick the discarded checkpoint.
         self._log_checkpoint(context, location, writer, progress, base, reset_reason=reason)
-        return _started(source, None), True
+        return _started(source, None)
 
     def _consume(
         self,

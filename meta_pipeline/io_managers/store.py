@@ -136,6 +136,11 @@ class PartitionWriter:
     def pending_records(self) -> int:
         return self._buffer.records if self._buffer else 0
 
+    def discard(self) -> None:
+        """Forget every object and buffered record (the caller deletes the objects)."""
+        self.objects.clear()
+        self._buffer = None
+
     def flush(self) -> StoredObject | None:
         """Upload the buffered records as the next object; return it once durable."""
         buffer, self._buffer = self._buffer, None

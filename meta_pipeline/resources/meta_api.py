@@ -553,9 +553,12 @@ class MetaAdsClient(dg.ConfigurableResource):
                     expect_data=True,
                 )
             except MetaInvalidRequestError as exc:
-                if after is not None and after == resumed_cursor:
+                if after is not None:
+                    # The same request worked without this cursor: the cursor is what Meta
+                    # refuses (stored, or invalidated since it was issued). Start over.
+                    which = "stored" if after == resumed_cursor else "fresh"
                     raise ResumeRejected(
-                        f"stored cursor refused for /{path}: {redact(exc)}"
+                        f"{which} cursor refused for /{path}: {redact(exc)}"
                     ) from None
                 exc.ledger_entry = ledger_entry_for(  # type: ignore[attr-defined]
                     ledger_kind, "GET", path, params, exc
