@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 # Debian packages some tests drive for real (tests that need one run when it is present;
 # CI installs them all with `make system-deps`).
-SYSTEM_PACKAGES := postgresql
+SYSTEM_PACKAGES := postgresql chromium
 
 .PHONY: demo test lint typecheck unit ui bench soak clean install system-deps
 
