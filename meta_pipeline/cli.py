@@ -1,4 +1,4 @@
-"""The ``meta-pipeline`` command: simulator, accounts, demo, retry-failed."""
+"""The ``meta-pipeline`` command: simulator, accounts, demo, ui, retry-failed."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_accounts_command(commands)
     _add_demo_command(commands)
     _add_retry_failed_command(commands)
+    _add_ui_command(commands)
     return parser
 
 
@@ -173,6 +174,9 @@ def _add_demo_command(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--scale", type=float, default=1.0)
     demo.add_argument("--profile", choices=("clean", "realistic", "chaos"), default="realistic")
+    demo.add_argument(
+        "--refresh", action="store_true", help="materialize again what is already committed"
+    )
     demo.set_defaults(handler=_run_demo)
 
 
@@ -186,6 +190,40 @@ def _run_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         scale=args.scale,
         profile=args.profile,
+        refresh=args.refresh,
+    )
+
+
+def _add_ui_command(commands: argparse._SubParsersAction) -> None:
+    ui = commands.add_parser(
+        "ui",
+        help="the demo's world (simulator, GCS emulator, accounts) with `dagster dev` (make ui)",
+        description=(
+            "Start the simulator and the GCS emulator with the demo's data (.demo/), then the "
+            "Dagster webserver and daemon on them until Ctrl-C."
+        ),
+    )
+    ui.add_argument("--workdir", type=Path, default=Path(".demo"))
+    ui.add_argument("--accounts", type=int, default=3)
+    ui.add_argument("--seed", type=int, default=42)
+    ui.add_argument("--scale", type=float, default=1.0)
+    ui.add_argument("--profile", choices=("clean", "realistic", "chaos"), default="realistic")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(handler=_run_ui)
+
+
+def _run_ui(args: argparse.Namespace) -> int:
+    from meta_pipeline.ui import run_ui
+
+    return run_ui(
+        args.workdir,
+        accounts=args.accounts,
+        seed=args.seed,
+        scale=args.scale,
+        profile=args.profile,
+        host=args.host,
+        port=args.port,
     )
 
 

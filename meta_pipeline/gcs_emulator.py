@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -148,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help="absolute; on disk instead of memory")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    # Ctrl-C in a terminal reaches the whole process group: the parent decides when to stop
+    # (by closing stdin), so it can still commit and read while it shuts down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     server = _start_server(args.host, args.port, args.bucket, args.data_dir)
     try:
         sys.stdout.write(f"{READY_PREFIX}{_server_url(server, args.host)}\n")

@@ -1,5 +1,10 @@
-"""``make demo``'s command, small: it runs the main job and says what it wrote where."""
+"""``make demo``'s command: it runs the main job, says what it wrote where, is idempotent on a
+second run, and Ctrl-C leaves nothing running."""
 
+import os
+import re
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -7,29 +12,139 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+DEMO = [str(Path(sys.executable).parent / "meta-pipeline"), "demo"]
+ASSETS = {
+    "meta/ad_accounts", "meta/campaigns", "meta/adsets", "meta/ads",
+    "meta/adcreatives", "meta/insights", "meta/daily_campaign_spend",
+}  # fmt: skip
 
 
-@pytest.mark.timeout(300)
-def test_demo_materializes_every_asset_and_prints_the_summary(tmp_path: Path) -> None:
-    command = [str(Path(sys.executable).parent / "meta-pipeline"), "demo"]
-    command += ["--workdir", str(tmp_path), "--accounts", "2", "--days", "1", "--profile", "clean"]
+def _run_demo(workdir: Path, *extra: str, days: int = 1) -> str:
+    command = [*DEMO, "--workdir", str(workdir), "--accounts", "2", "--days", str(days)]
+    command += ["--profile", "clean", *extra]
     result = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=280, check=False
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    out = result.stdout
-    assert "2 partitions, every asset" in out
-    assert "0 failed partition run(s)" in out
-    summary = {
+    return result.stdout
+
+
+def _summary(out: str) -> dict[str, list[str]]:
+    return {
         line.split()[0]: line.split()[1:]
         for line in out.splitlines()
         if line.strip().startswith("meta/")
     }
-    assert set(summary) == {
-        "meta/ad_accounts", "meta/campaigns", "meta/adsets", "meta/ads",
-        "meta/adcreatives", "meta/insights", "meta/daily_campaign_spend",
-    }  # fmt: skip
+
+
+@pytest.mark.timeout(400)
+def test_demo_materializes_every_asset_then_a_second_run_skips_what_is_committed(
+    tmp_path: Path,
+) -> None:
+    first = _run_demo(tmp_path)
+    assert "2 partitions, every asset: 0 already committed, 2 to materialize" in first
+    assert "[  2/2]" in first  # one progress line per partition
+    assert "0 failed partition run(s)" in first
+    summary = _summary(first)
+    assert set(summary) == ASSETS
     partitions, records = (int(v) for v in summary["meta/insights"][:2])
     assert partitions == 2 and records > 0
     assert summary["meta/ad_accounts"][:2] == ["2", "2"]
-    assert "gs://meta-demo/meta/insights/account_id=act_" in out
+    assert "gs://meta-demo/meta/insights/account_id=act_" in first
+    # The bucket is on disk under the work folder, so the data outlives the emulator.
+    assert any((tmp_path / "gcs").rglob("*_manifest.json"))
+
+    second = _run_demo(tmp_path)
+    assert "2 already committed, 0 to materialize" in second
+    assert "[  1/" not in second
+    assert _summary(second) == summary  # the same data, read back from the kept bucket
+
+    third = _run_demo(tmp_path, "--refresh")
+    assert "0 already committed, 2 to materialize" in third
+    assert _summary(third)["meta/insights"][:2] == summary["meta/insights"][:2]
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _port_open(url: str) -> bool:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        return sock.connect_ex((host, int(port))) == 0
+
+
+@pytest.mark.timeout(300)
+def test_ctrl_c_mid_run_stops_the_simulator_the_emulator_and_every_child(tmp_path: Path) -> None:
+    command = [*DEMO, "--workdir", str(tmp_path), "--accounts", "2", "--days", "3"]
+    command += ["--profile", "clean"]
+    # Its own process group, which the test signals as a terminal's Ctrl-C does.
+    demo = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert demo.stdout is not None
+        lines: list[str] = []
+        for line in demo.stdout:
+            lines.append(line)
+            if "[  1/6]" in line:
+                break
+        out = "".join(lines)
+        assert "[  1/6]" in out, out
+        sim_url = re.search(r"simulator\s+(http://\S+)", out)
+        gcs_url = re.search(r"GCS emulator (http://\S+)", out)
+        assert sim_url and gcs_url, out
+        assert _port_open(sim_url[1]) and _port_open(gcs_url[1])
+        children = _descendants(demo.pid)
+        assert children, "the GCS emulator runs as a child process"
+        # Mid-way through the second partition's run.
+        os.killpg(demo.pid, signal.SIGINT)
+        rest, _ = demo.communicate(timeout=120)
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait()
+    out += rest
+    assert demo.returncode == 130, out[-3000:]
+    assert "Interrupted" in out
+    assert "[  3/6]" not in out  # it stopped instead of going on with the next partitions
+    assert not _port_open(sim_url[1])
+    assert not _port_open(gcs_url[1])
+    assert [pid for pid in children if _alive(pid)] == []
+
+    # What was committed before the interrupt is kept; the next run finishes the rest.
+    again = _run_demo(tmp_path, days=3)
+    committed = int(re.search(r"(\d+) already committed", again)[1])  # type: ignore[index]
+    assert committed >= 1
+    assert "0 failed partition run(s)" in again
+    assert _summary(again)["meta/insights"][0] == "6"
