@@ -56,6 +56,9 @@ def run_ui(
             dev = subprocess.Popen(
                 dagster_dev_command(host, port),
                 env={**os.environ, **world.env},
+                # Not the repository root: its dagster.yaml is already in DAGSTER_HOME, and
+                # dagster dev warns about one it finds in the working folder.
+                cwd=world.dagster_home,
                 start_new_session=True,
             )
             try:

@@ -1,12 +1,16 @@
 """``make demo``'s command: it runs the main job, says what it wrote where, is idempotent on a
 second run, and Ctrl-C leaves nothing running."""
 
+import contextlib
+import json
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -148,3 +152,76 @@ def test_ctrl_c_mid_run_stops_the_simulator_the_emulator_and_every_child(tmp_pat
     assert committed >= 1
     assert "0 failed partition run(s)" in again
     assert _summary(again)["meta/insights"][0] == "6"
+
+
+def _graphql(url: str, query: str) -> dict:
+    request = urllib.request.Request(
+        f"{url}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())["data"]
+
+
+@pytest.mark.timeout(300)
+def test_ui_serves_the_demo_world_with_the_daemon_and_ctrl_c_stops_everything(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [str(Path(sys.executable).parent / "meta-pipeline"), "ui", "--workdir", str(tmp_path)]
+    command += ["--accounts", "2", "--profile", "clean", "--port", str(port)]
+    ui = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert ui.stdout is not None
+        banner = "".join(ui.stdout.readline() for _ in range(3))
+        assert f"Dagster UI: {url}" in banner, banner
+        sim_url = re.search(r"simulator (http://[^,\s]+)", banner)
+        gcs_url = re.search(r"GCS emulator (http://\S+)", banner)
+        assert sim_url and gcs_url, banner
+        daemons: list[str] = []
+        for _ in range(150):
+            with contextlib.suppress(OSError, KeyError, TypeError, ValueError):
+                health = _graphql(
+                    url,
+                    "{ instance { daemonHealth { allDaemonStatuses { daemonType healthy } } } }",
+                )
+                statuses = health["instance"]["daemonHealth"]["allDaemonStatuses"]
+                daemons = [s["daemonType"] for s in statuses if s["healthy"]]
+                if "SENSOR" in daemons and "BACKFILL" in daemons:
+                    break
+            time.sleep(2)
+        # The webserver answers and the daemon runs sensors, schedules and backfills.
+        assert {"SENSOR", "SCHEDULER", "BACKFILL"} <= set(daemons), daemons
+        # The demo's accounts are registered as partitions in the UI's instance.
+        partitions = _graphql(
+            url,
+            '{ nodes: assetNodes(assetKeys: [{path: ["meta", "insights"]}]) '
+            "{ partitionKeysByDimension { name partitionKeys } } }",
+        )
+        dimensions = {
+            d["name"]: d["partitionKeys"]
+            for d in partitions["nodes"][0]["partitionKeysByDimension"]
+        }
+        assert len(dimensions["account"]) == 2
+        children = _descendants(ui.pid)
+        os.killpg(ui.pid, signal.SIGINT)
+        out, _ = ui.communicate(timeout=120)
+    finally:
+        if ui.poll() is None:
+            os.killpg(ui.pid, signal.SIGKILL)
+            ui.wait()
+    assert ui.returncode == 0, out[-3000:]
+    for service in (url, sim_url[1], gcs_url[1]):
+        assert not _port_open(service), service
+    assert [pid for pid in children if _alive(pid)] == []
