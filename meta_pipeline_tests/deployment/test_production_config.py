@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -9,10 +12,12 @@ import dagster as dg
 import pytest
 import yaml
 
+from meta_pipeline_tests.assets.conftest import DAGSTER_CLI as CLI
 from meta_pipeline_tests.deployment.conftest import (
     DEPLOY,
     ROOT,
     PostgresServer,
+    free_port,
     write_production_home,
 )
 
@@ -181,3 +186,62 @@ def test_helm_user_code_deployment_serves_the_code_location_with_secrets_from_ku
         assert secret not in deployment.get("env", {})
         assert f"{secret}:" not in text
     assert values["serviceAccount"]["annotations"]["iam.gke.io/gcp-service-account"]
+
+
+@pytest.mark.timeout(180)
+def test_helm_user_code_command_serves_the_jobs_over_grpc(tmp_path: Path) -> None:
+    """The user-code container's command, as the chart builds it from dagsterApiGrpcArgs."""
+    [deployment] = _helm_values()["dagster-user-deployments"]["deployments"]
+    port = free_port()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path),
+        "META_ACCESS_TOKEN": "grpc-test-token",  # read only when a run starts, never at load
+        "GCS_BUCKET": "unused-bucket",
+    }
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    command = [CLI, "api", "grpc", *deployment["dagsterApiGrpcArgs"], "-h", "127.0.0.1"]
+    log = tmp_path / "grpc.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [*command, "-p", str(port)],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 150
+        while True:
+            health = subprocess.run(
+                [CLI, "api", "grpc-health-check", "-p", str(port)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            if health.returncode == 0:
+                break
+            assert server.poll() is None, log.read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, "the code server never became healthy"
+            time.sleep(1)
+        listed = subprocess.run(
+            [CLI, "job", "list", "--grpc-port", str(port), "--grpc-host", "127.0.0.1"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert listed.returncode == 0, listed.stderr[-3000:]
+        for job in ("meta_extract", "meta_objects_refresh", "meta_insights_refresh"):
+            assert job in listed.stdout
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
