@@ -47,6 +47,10 @@ from meta_pipeline.pages import (
 MAX_MID_STREAM_RESTARTS = 3
 
 
+class ConcurrentMaterializationError(RuntimeError):
+    """Another run of the same partition committed first and removed this run's objects."""
+
+
 @dataclass
 class _Progress:
     """What the attempt has consumed so far (cumulative across resumes)."""
@@ -240,6 +244,7 @@ class MetaGCSIOManager(dg.ConfigurableIOManager):
             resumed=resumed_from_objects > 0,
             resumed_from_objects=resumed_from_objects,
         )
+        self._ensure_listed_objects_exist(location, manifest)
         removed = self.store.commit(location, manifest)
         context.log.info(
             f"Committed {location.manifest_uri}: {manifest.records} record(s) in "
@@ -265,6 +270,25 @@ class MetaGCSIOManager(dg.ConfigurableIOManager):
             root_run_id=identity.root_run_id,
             fingerprint=fingerprint,
         )
+
+    def _ensure_listed_objects_exist(self, location: PartitionLocation, manifest: Manifest) -> None:
+        """Refuse to publish a manifest listing objects that are gone.
+
+        A commit deletes every object its manifest does not list, so a concurrent run of the
+        same partition (the queue's per-account limit prevents it; a forced second run does
+        not) may have removed this attempt's objects. Committing anyway would publish a
+        partition with holes; failing keeps the other run's complete version.
+        """
+        present = set(self.store.list_object_names(location))
+        listed = [*manifest.objects, *([manifest.ledger] if manifest.ledger else [])]
+        missing = [o.path for o in listed if location.object_name(o.path) not in present]
+        if missing:
+            raise ConcurrentMaterializationError(
+                f"Not committing {location.asset_name} {location.partition_key}: "
+                f"{len(missing)} object(s) of attempt {manifest.attempt_id} were removed by a "
+                "concurrent materialization of the same partition, whose version stays "
+                "committed. Run one materialization per partition at a time."
+            )
 
     def _checkpoint_objects_intact(
         self, location: PartitionLocation, checkpoint: Checkpoint
