@@ -41,6 +41,19 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m benchmarks
 
+# Kill-anywhere property test, long profile (hundreds of kill-and-fault cases; SOAK_EXAMPLES
+# to change). Figures: cases, faults injected, records compared, lost, duplicated.
+SOAK_EXAMPLES ?= 300
+SOAK_REPORT := .soak/report.jsonl
+soak: $(STAMP)
+	@mkdir -p .soak && rm -f $(SOAK_REPORT)
+	META_HYPOTHESIS_PROFILE=soak META_SOAK_EXAMPLES=$(SOAK_EXAMPLES) \
+		META_PROMISES_REPORT=$(CURDIR)/$(SOAK_REPORT) \
+		$(BIN)/python -m pytest -q -p no:cacheprovider \
+		meta_pipeline_tests/promises/test_kill_anywhere.py; \
+	status=$$?; $(BIN)/python -m meta_pipeline_tests.promises.soak_summary $(SOAK_REPORT); \
+	exit $$status
+
 system-deps:
 	@if [ -n "$(strip $(SYSTEM_PACKAGES))" ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES); \
