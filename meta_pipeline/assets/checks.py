@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 import dagster as dg
@@ -98,16 +99,22 @@ def duplicate_keys(
     records: Iterable[JsonDict], primary_key: Sequence[str]
 ) -> tuple[int, list[str]]:
     """How many records repeat an earlier primary key, and a few examples."""
-    seen: set[str] = set()
+    seen: set[object] = set()
     duplicates = 0
     examples: list[str] = []
     for record in records:
-        # JSON of the key values: breakdown values may be strings, numbers or missing.
-        value = json.dumps([record.get(column) for column in primary_key], default=str)
+        # The key values as a tuple (cheap, one per record); breakdown values may be strings,
+        # numbers or missing, and anything unhashable is compared by its JSON.
+        values = tuple(record.get(column) for column in primary_key)
+        value: object = values
+        try:
+            hash(values)
+        except TypeError:
+            value = json.dumps(values, default=str)
         if value in seen:
             duplicates += 1
             if len(examples) < 5:
-                examples.append(value)
+                examples.append(json.dumps(values, default=str))
         else:
             seen.add(value)
     return duplicates, examples
@@ -154,20 +161,37 @@ def _decimal(value: object) -> Decimal:
         return Decimal(0)
 
 
+@dataclass
+class SpendTotals:
+    """Ad-level spend and impressions, summed while another check reads the records."""
+
+    spend: Decimal = Decimal(0)
+    impressions: int = 0
+
+    def tally(self, records: Iterable[JsonDict]) -> Iterator[JsonDict]:
+        """Pass ``records`` through, adding each to the totals (one read of the partition)."""
+        for row in records:
+            self.spend += _decimal(row.get("spend"))
+            self.impressions += int(_decimal(row.get("impressions")))
+            yield row
+
+
 def reconciliation_result(
     key: dg.AssetKey,
-    records: Iterable[JsonDict],
+    records: Iterable[JsonDict] | SpendTotals,
     client: MetaAdsClient,
     account_id: str,
     day: dt.date,
     tolerance: float,
 ) -> dg.AssetCheckResult:
-    """Ad-level sums against one account-level request for the same day."""
-    spend = Decimal(0)
-    impressions = 0
-    for row in records:
-        spend += _decimal(row.get("spend"))
-        impressions += int(_decimal(row.get("impressions")))
+    """Ad-level sums (of ``records``, or already summed) against one account-level request."""
+    if isinstance(records, SpendTotals):
+        totals = records
+    else:
+        totals = SpendTotals()
+        for _ in totals.tally(records):
+            pass
+    spend, impressions = totals.spend, totals.impressions
     answer = client.get(
         f"{account_id}/insights",
         {
@@ -208,12 +232,15 @@ def common_results(
     min_accuracy: float,
     *,
     completeness: bool,
+    totals: SpendTotals | None = None,
 ) -> Iterator[dg.AssetCheckResult]:
+    """Completeness, unique keys and accuracy; ``totals`` also sums spend in the same read."""
     location = store.location(key, partition_key)
     manifest = store.read_manifest_at(location)
     if manifest is None:
         raise RuntimeError(f"{location.manifest_uri} is missing right after the commit")
     if completeness:
         yield completeness_result(key, manifest)
-    yield unique_keys_result(key, manifest, store.iter_manifest_records(location, manifest))
+    records = store.iter_manifest_records(location, manifest)
+    yield unique_keys_result(key, manifest, totals.tally(records) if totals else records)
     yield accuracy_result(key, manifest, min_accuracy)

@@ -6,6 +6,7 @@ from decimal import Decimal
 import dagster as dg
 
 from meta_pipeline.assets.checks import (
+    SpendTotals,
     common_results,
     insights_check_specs,
     reconciliation_result,
@@ -54,13 +55,19 @@ def insights(
         "attribution_lookback_days": settings.attribution_lookback_days,
     }
     yield dg.Output(AnnotatedSource.wrap(source, extras))
-    store = io_manager.store
+    # The partition is read back once: unique keys and the reconciliation sums together.
+    totals = SpendTotals()
     yield from common_results(
-        store, INSIGHTS_KEY, context.partition_key, settings.min_accuracy, completeness=False
+        io_manager.store,
+        INSIGHTS_KEY,
+        context.partition_key,
+        settings.min_accuracy,
+        completeness=False,
+        totals=totals,
     )
     yield reconciliation_result(
         INSIGHTS_KEY,
-        store.iter_records(INSIGHTS_KEY, context.partition_key),
+        totals,
         meta,
         part.account_id,
         part.day,

@@ -91,11 +91,13 @@ class _ObjectBuffer:
         self.records = 0
         self.uncompressed_bytes = 0
 
-    def add(self, record: JsonDict) -> None:
-        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-        self._gzip.write(line)
-        self.records += 1
-        self.uncompressed_bytes += len(line)
+    def add(self, lines: Sequence[bytes]) -> None:
+        """NDJSON lines of one page, compressed in one write (one zlib call per page, not per
+        record: the same bytes, a fraction of the CPU)."""
+        data = b"".join(lines)
+        self._gzip.write(data)
+        self.records += len(lines)
+        self.uncompressed_bytes += len(data)
 
     def finish(self) -> bytes:
         self._gzip.close()
@@ -119,10 +121,15 @@ class PartitionWriter:
     _buffer: _ObjectBuffer | None = None
 
     def add(self, records: Iterable[JsonDict]) -> None:
-        for record in records:
-            if self._buffer is None:
-                self._buffer = _ObjectBuffer()
-            self._buffer.add(record)
+        lines = [
+            json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+            for record in records
+        ]
+        if not lines:
+            return
+        if self._buffer is None:
+            self._buffer = _ObjectBuffer()
+        self._buffer.add(lines)
 
     @property
     def buffer_is_full(self) -> bool:
