@@ -1,0 +1,163 @@
+"""Shared setup of the pipeline benchmarks: simulator + GCS emulator + a real Dagster instance.
+
+The benchmark process serves the simulator (in a thread) and starts the GCS
+emulator (a subprocess). Partitions are materialized by worker subprocesses
+(``python -m benchmarks.worker``), one per account that may run at a time,
+each running the real ``meta_extract`` job through ``execute_in_process``
+against the shared instance, one partition (one Dagster run) after another.
+Requests are counted with the simulator's ``/_simulator/stats`` endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from meta_pipeline.simulator import Simulator, SimulatorConfig, run_simulator
+
+TOKEN = "bench-token"
+BUCKET = "meta-bench"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class BenchWorld:
+    sim: Simulator
+    gcs_url: str
+    home: Path
+    env: dict[str, str]
+
+    @property
+    def accounts(self) -> list[str]:
+        return [a.id for a in self.sim.world.accounts]
+
+    def stats(self) -> dict[str, Any]:
+        """Request counters from the simulator's stats endpoint (over HTTP, as a client sees)."""
+        response = requests.get(f"{self.sim.base_url}/_simulator/stats", timeout=30)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def reset(self) -> None:
+        """Stats and budgets back to zero (POST /_simulator/reset)."""
+        requests.post(f"{self.sim.base_url}/_simulator/reset", timeout=30).raise_for_status()
+
+
+STORAGES = ("postgres", "sqlite")
+
+
+@contextmanager
+def bench_world(
+    config: SimulatorConfig,
+    extra_env: Mapping[str, str] | None = None,
+    storage: str = "postgres",
+) -> Iterator[BenchWorld]:
+    """Simulator, GCS emulator (bucket created) and an instance with the accounts registered.
+
+    ``storage="postgres"``: the production instance (deploy/dagster.yaml, unchanged) on a
+    throwaway PostgreSQL server; ``"sqlite"``: the local instance's default SQLite files.
+    """
+    from meta_pipeline.gcs_emulator import running_gcs_emulator
+
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="meta-bench-")))
+        home = tmp / "dagster_home"
+        home.mkdir()
+        pg_env: dict[str, str] = {}
+        if storage == "postgres":
+            from benchmarks.postgres import running_postgres
+
+            pg_env = stack.enter_context(running_postgres())
+            shutil.copyfile(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+        else:
+            (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        sim = stack.enter_context(run_simulator(config, host="127.0.0.1", port=0))
+        gcs_url = stack.enter_context(running_gcs_emulator(bucket=BUCKET))
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "META_ACCESS_TOKEN": config.token,
+            "META_GRAPH_URL": sim.base_url,
+            "GCS_BUCKET": BUCKET,
+            "GCS_PREFIX": "",
+            "GCS_PROJECT": "meta-bench",
+            "STORAGE_EMULATOR_HOST": gcs_url,
+            **pg_env,
+            **(extra_env or {}),
+        }
+        import dagster as dg
+
+        from meta_pipeline.partitions import ACCOUNTS_PARTITIONS_NAME
+
+        os.environ.update(pg_env)  # the instance config reads them when it loads
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            instance.add_dynamic_partitions(
+                ACCOUNTS_PARTITIONS_NAME, [a.id for a in sim.world.accounts]
+            )
+        yield BenchWorld(sim=sim, gcs_url=gcs_url, home=home, env=env)
+
+
+@dataclass
+class WorkerSpec:
+    """What one worker process materializes, in order, and how the client is tuned."""
+
+    partitions: list[str]
+    selection: list[str] | None = None  # asset keys like "meta/insights"; None: every asset
+    meta: dict[str, Any] = field(default_factory=dict)  # MetaAdsClient field overrides
+    settings: dict[str, Any] = field(default_factory=dict)  # ExtractionSettings overrides
+    profile_to: str | None = None  # write a pyinstrument profile (HTML) here
+
+
+def start_worker(world: BenchWorld, spec: WorkerSpec) -> subprocess.Popen[str]:
+    payload = json.dumps(spec.__dict__)
+    return subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.worker", payload],
+        env=world.env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish_worker(process: subprocess.Popen[str], timeout: float = 3600) -> dict[str, Any]:
+    out, err = process.communicate(timeout=timeout)
+    if process.returncode != 0 or not out.strip():
+        sys.stderr.write(err[-6000:])
+        raise RuntimeError(f"benchmark worker failed with exit code {process.returncode}")
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def run_workers(world: BenchWorld, specs: Sequence[WorkerSpec]) -> tuple[float, list[dict]]:
+    """Start every worker at once, wait for all; wall seconds and each worker's report."""
+    started = time.perf_counter()
+    processes = [start_worker(world, spec) for spec in specs]
+    try:
+        reports = [finish_worker(p) for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return time.perf_counter() - started, reports
+
+
+def requests_made(stats: Mapping[str, Any]) -> int:
+    """Graph requests answered, control endpoints excluded (batch items count once each)."""
+    by_path = stats.get("by_path", {})
+    return int(sum(n for path, n in by_path.items() if not path.startswith("/_simulator")))
+
+
+def throttled(stats: Mapping[str, Any]) -> int:
+    return int(stats.get("throttled", 0))
