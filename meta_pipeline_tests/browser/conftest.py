@@ -43,12 +43,6 @@ ACCOUNTS = 2
 DAYS = 3
 _WEBSERVER_START_SECONDS = 180.0
 
-if not CHROMIUM.exists():
-    # The one allowed skip: CI installs it (make system-deps); nothing else is downloaded.
-    pytest.skip(
-        "Debian's chromium package is not installed (make system-deps)", allow_module_level=True
-    )
-
 
 @dataclass
 class DagsterUI:
