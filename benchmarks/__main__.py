@@ -16,10 +16,26 @@ import tempfile
 BENCHMARKS: tuple[tuple[str, list[str], list[str]], ...] = (
     # module, arguments, arguments with --quick
     ("benchmarks.backfill", [], ["--accounts", "2", "--days", "2"]),
+    # The same on the local instance's SQLite storage, fewer days, no baseline.
+    (
+        "benchmarks.backfill",
+        ["--storage", "sqlite", "--days", "5", "--no-baseline", "--save-as", "backfill_sqlite"],
+        [
+            "--storage",
+            "sqlite",
+            "--accounts",
+            "1",
+            "--days",
+            "1",
+            "--no-baseline",
+            "--save-as",
+            "backfill_sqlite",
+        ],
+    ),
     ("benchmarks.rate_limited", [], ["--days", "2", "--budget", "20", "--window", "10"]),
     ("benchmarks.cost_per_record", [], ["--scale", "2", "--min-records", "1000"]),
     ("benchmarks.io_memory", [], ["--sizes", "1000", "20000"]),
-    ("benchmarks.simulator_throughput", [], ["--seconds", "1"]),
+    ("benchmarks.simulator_throughput", ["--seconds", "5"], ["--seconds", "1"]),
 )
 
 
@@ -39,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if failed else 0
     from benchmarks import results
 
-    print("== results (docs/benchmarks/results.md)", flush=True)
+    print("== results (docs/benchmarks/results.md; README section: results.readme_section())")
     print(results.render())
     return 1 if failed else 0
 

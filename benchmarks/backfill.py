@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--no-save", action="store_true")
+    parser.add_argument("--save-as", default="backfill", help="section of results.json")
+    parser.add_argument("--profile", help="write the first worker's cProfile stats here")
     args = parser.parse_args(argv)
 
     latency = args.latency_ms / 1000
@@ -90,15 +92,18 @@ def main(argv: list[str] | None = None) -> int:
             for kind in ("campaigns", "adsets", "ads", "adcreatives"):
                 world.sim.world.objects(account, kind)
         specs = [WorkerSpec([f"{a}|{d.isoformat()}" for d in days]) for a in world.accounts]
+        specs[0].profile_to = args.profile
         partitions = [key for spec in specs for key in spec.partitions]
         print(
-            f"backfill: {args.accounts} accounts x {args.days} days = {len(partitions)} "
+            f"backfill: {args.accounts} account(s) x {args.days} day(s) = {len(partitions)} "
             f"partitions, latency {args.latency_ms:.0f} ms, {args.storage} instance",
             flush=True,
         )
         world.reset()
+        sessions_before = world.storage_sessions()
         wall, reports = run_workers(world, specs)
         stats = world.stats()
+        sessions_after = world.storage_sessions()
         n_requests = requests_made(stats)
         runs = [run for report in reports for run in report["runs"]]
         failed = [r["partition"] for r in runs if not r["success"]]
@@ -110,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         }
         overhead = mean["wall_s"] - per_partition * latency
         ours = {
+            "accounts": args.accounts,
+            "days": args.days,
+            "latency_ms": args.latency_ms,
             "wall_s": round(wall, 2),
             "requests": n_requests,
             "throttled": throttled(stats),
@@ -124,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
             "in_steps_s_mean": round(mean["in_steps_s"], 3),
             "between_steps_s_mean": round(mean["between_steps_s"], 3),
             "worker_startup_s_mean": round(statistics.fmean(r["startup_s"] for r in reports), 2),
+            "storage_connections_per_partition": (
+                round((sessions_after - sessions_before) / len(partitions), 1)
+                if sessions_after is not None and sessions_before is not None
+                else None
+            ),
             "failed_partitions": failed,
             "requests_by_path": stats.get("by_path", {}),
         }
@@ -172,13 +185,13 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     results.save(
-        "backfill",
+        args.save_as,
         {
             "setup": (
-                f"{args.accounts} accounts x {args.days} days = {len(partitions)} partitions, every "
+                f"{args.accounts} account(s) x {args.days} day(s) = {len(partitions)} partitions, every "
                 f"asset, scale {args.scale:g} (~{int(100 * args.scale)} ads per account), "
                 f"{args.latency_ms:.0f} ms per request, clean profile; one Dagster run "
-                f"(`execute_in_process`) per partition, {args.accounts} accounts in parallel, "
+                f"(`execute_in_process`) per partition, {args.accounts} account(s) in parallel, "
                 f"each account's days in series; {args.storage} instance storage"
                 + (" (deploy/dagster.yaml)" if args.storage == "postgres" else "")
                 + f"; async report polls every {args.latency_ms:.0f} ms"
@@ -193,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                 "baseline_s": baseline.get("wall_s", 0.0),
             },
             "target_ratio": {
-                "label": "1. backfill wall / bound (<= 1.5x)",
+                "label": f"1. backfill wall / bound (<= 1.5x), {args.storage}",
                 "ratio": ours["wall_over_bound"] / 1.5,
             },
         },

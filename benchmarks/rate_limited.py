@@ -46,11 +46,19 @@ class WindowCounter:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> WindowCounter:
+        self.started = time.monotonic()
+        self.first_call_after_s = 0.0
         self._last = requests_made(self.world.stats())
         self._thread.start()
         return self
 
     def _run(self) -> None:
+        # Windows start at the first call, not at process start (Dagster takes seconds to
+        # import and load the code location before it calls anything).
+        while not self._stop.wait(0.05):
+            if requests_made(self.world.stats()) > self._last:
+                break
+        self.first_call_after_s = time.monotonic() - self.started
         deadline = time.monotonic() + self.window
         while not self._stop.wait(max(0.0, deadline - time.monotonic())):
             now = requests_made(self.world.stats())
@@ -73,17 +81,21 @@ def summarize(
     stats = world.stats()
     calls = requests_made(stats)
     steady = counter.full_windows()
-    per_window = sum(steady) / len(steady) if steady else float("nan")
+    calling = max(wall - counter.first_call_after_s, 1e-9)
+    # Too short a run for a full window after the first: the average rate instead.
+    per_window = sum(steady) / len(steady) if steady else calls / calling * window
     bound = max(0, calls - budget) * window / budget
     return {
         "wall_s": round(wall, 1),
+        "first_call_after_s": round(counter.first_call_after_s, 1),
         "calls": calls,
         "throttled": throttled(stats),
         "windows": counter.counts,
         "calls_per_window_after_first": round(per_window, 1),
         "budget_used_pct": round(100 * per_window / budget, 1),
         "bound_s": round(bound, 1),
-        "wall_over_bound": round(wall / bound, 2) if bound else None,
+        "calling_s": round(calling, 1),
+        "wall_over_bound": round(calling / bound, 2) if bound else None,
     }
 
 
@@ -171,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         ),
         results.row(
             "wall time / budget bound",
-            f"{ours['wall_over_bound']}x ({ours['wall_s']:.0f} s vs {ours['bound_s']:.0f} s, "
+            f"{ours['wall_over_bound']}x ({ours['calling_s']:.0f} s from the first call, "
+            f"{ours['wall_s']:.0f} s with process start, vs {ours['bound_s']:.0f} s for "
             f"{ours['calls']} calls)",
         ),
     ]
@@ -194,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{', '.join(breakdowns) or 'nothing'}, page size {args.page_size}, "
                 f"{args.latency_ms:.0f} ms per request; app budget {args.budget} calls per "
                 f"{args.window:g} s window (pacing window set to match); calls per window "
-                f"sampled from the stats endpoint, first window (empty budget) excluded; "
+                "sampled from the stats endpoint from the first call on, the first window "
+                "(empty budget) left out; "
                 f"{args.storage} instance storage"
             ),
             "ours": ours,

@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--scale", type=float, default=50.0, help="50 -> ~5000 ads per account")
+    parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
     config = SimulatorConfig(seed=7, accounts=1, scale=args.scale, today=dt.date(2026, 11, 28))
     with run_simulator(config) as sim:
@@ -71,6 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         pages = sum(r[0] for r in results)
         records = sum(r[1] for r in results)
         served = sim.stats()["by_status"].get("200", 0)
+    if not args.no_save:
+        from benchmarks import results
+
+        results.save(
+            "simulator_throughput",
+            {"pages_per_second": pages / elapsed, "clients": args.clients, "rows": []},
+        )
     print(
         f"simulator throughput (clean, {args.clients} client(s), {args.seconds:.0f}s): "
         f"{pages / elapsed:.0f} pages/s of {PAGE_SIZE} records "
