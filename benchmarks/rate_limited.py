@@ -208,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.latency_ms:.0f} ms per request; app budget {args.budget} calls per "
                 f"{args.window:g} s window (pacing window set to match); calls per window "
                 "sampled from the stats endpoint from the first call on, the first window "
-                "(empty budget) left out; "
+                "(empty budget) left out (a window can exceed 100 % while the budget's level "
+                "rises); "
                 f"{args.storage} instance storage"
             ),
             "ours": ours,
