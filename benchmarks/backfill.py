@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         wall, reports = run_workers(world, specs)
         stats = world.stats()
         sessions_after = world.storage_sessions()
+        connect_ms = world.connect_ms()
         n_requests = requests_made(stats)
         runs = [run for report in reports for run in report["runs"]]
         failed = [r["partition"] for r in runs if not r["success"]]
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                 if sessions_after is not None and sessions_before is not None
                 else None
             ),
+            "storage_connect_ms": round(connect_ms, 1) if connect_ms is not None else None,
             "failed_partitions": failed,
             "requests_by_path": stats.get("by_path", {}),
         }
@@ -170,8 +172,15 @@ def main(argv: list[str] | None = None) -> int:
         results.row(
             "Dagster overhead per partition",
             f"{overhead:.2f} s (run {mean['wall_s']:.2f} s of which "
-            f"{per_partition * latency:.2f} s request latency; {mean['cpu_s']:.2f} CPU s, "
-            f"{mean['events']:.0f} events)",
+            f"{per_partition * latency:.2f} s request latency; launch "
+            f"{mean['launch_s']:.2f} s, between steps {mean['between_steps_s']:.2f} s; "
+            f"{mean['cpu_s']:.2f} CPU s, {mean['events']:.0f} events"
+            + (
+                f", {ours['storage_connections_per_partition']:.0f} storage connections"
+                if ours["storage_connections_per_partition"]
+                else ""
+            )
+            + ")",
         ),
     ]
     baseline_rows = []

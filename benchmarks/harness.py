@@ -67,6 +67,23 @@ class BenchWorld:
             conn.close()
         return int(count)
 
+    def connect_ms(self, times: int = 20) -> float | None:
+        """Mean milliseconds to open, authenticate and close one storage connection."""
+        if self.storage != "postgres":
+            return None
+        import psycopg2
+
+        started = time.perf_counter()
+        for _ in range(times):
+            psycopg2.connect(
+                host=self.env["DAGSTER_PG_HOST"],
+                port=int(self.env["DAGSTER_PG_PORT"]),
+                user=self.env["DAGSTER_PG_USER"],
+                password=self.env["DAGSTER_PG_PASSWORD"],
+                dbname=self.env["DAGSTER_PG_DB"],
+            ).close()
+        return (time.perf_counter() - started) / times * 1000
+
     @property
     def accounts(self) -> list[str]:
         return [a.id for a in self.sim.world.accounts]

@@ -244,8 +244,12 @@ def _missed(results: dict[str, Any]) -> list[str]:
             text += (
                 f", and Dagster's PostgreSQL storage opens a new connection for each "
                 f"operation (no pool): {backfill['storage_connections_per_partition']:.0f} "
-                "connections (connect and password authentication each) per run"
+                "connections per run, each with its own connect and password authentication"
             )
+            if backfill.get("storage_connect_ms"):
+                conns = backfill["storage_connections_per_partition"]
+                ms = backfill["storage_connect_ms"]
+                text += f" ({ms:.0f} ms each here, {conns * ms / 1000:.1f} s per run)"
         text += (
             f". The worker spends {backfill['run_cpu_s_mean']:.1f} CPU s per run, and "
             f"{backfill.get('accounts', 4)} accounts in parallel on two cores are CPU-bound"
