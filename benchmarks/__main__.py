@@ -9,6 +9,7 @@ writes to a temp directory instead (META_BENCH_OUT), leaving docs/ alone.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,7 +17,30 @@ import tempfile
 BENCHMARKS: tuple[tuple[str, list[str], list[str]], ...] = (
     # module, arguments, arguments with --quick
     ("benchmarks.backfill", [], ["--accounts", "2", "--days", "2"]),
-    # The same on the local instance's SQLite storage, fewer days, no baseline.
+    # The same behind PgBouncer, and on the local instance's SQLite storage: fewer days.
+    (
+        "benchmarks.backfill",
+        [
+            "--storage",
+            "pgbouncer",
+            "--days",
+            "5",
+            "--no-baseline",
+            "--save-as",
+            "backfill_pgbouncer",
+        ],
+        [
+            "--storage",
+            "pgbouncer",
+            "--accounts",
+            "1",
+            "--days",
+            "1",
+            "--no-baseline",
+            "--save-as",
+            "backfill_pgbouncer",
+        ],
+    ),
     (
         "benchmarks.backfill",
         ["--storage", "sqlite", "--days", "5", "--no-baseline", "--save-as", "backfill_sqlite"],
@@ -48,7 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"quick run: results in {env['META_BENCH_OUT']}", flush=True)
     failed = 0
     for module, full, small in BENCHMARKS:
-        print(f"== {module}", flush=True)
+        print(f"== {module} {' '.join(small if quick else full)}", flush=True)
+        if (
+            "pgbouncer" in full
+            and not shutil.which("pgbouncer")
+            and not os.path.exists("/usr/sbin/pgbouncer")
+        ):
+            print("skipped: pgbouncer is not installed (Debian package pgbouncer)", flush=True)
+            continue
         command = [sys.executable, "-m", module, *(small if quick else full)]
         failed += subprocess.call(command, env=env) != 0
     if quick:

@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--scale", type=float, default=1.0, help="1: ~100 ads per account")
-    parser.add_argument("--storage", choices=("postgres", "sqlite"), default="postgres")
+    parser.add_argument(
+        "--storage", choices=("postgres", "pgbouncer", "sqlite"), default="postgres"
+    )
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--save-as", default="backfill", help="section of results.json")
@@ -202,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.latency_ms:.0f} ms per request, clean profile; one Dagster run "
                 f"(`execute_in_process`) per partition, {args.accounts} account(s) in parallel, "
                 f"each account's days in series; {args.storage} instance storage"
-                + (" (deploy/dagster.yaml)" if args.storage == "postgres" else "")
+                + {
+                    "postgres": " (deploy/dagster.yaml)",
+                    "pgbouncer": " (deploy/dagster.yaml, PgBouncer session pooling in front)",
+                }.get(args.storage, "")
                 + f"; async report polls every {args.latency_ms:.0f} ms"
             ),
             "ours": ours,

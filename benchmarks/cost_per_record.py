@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=32.0)
     parser.add_argument("--breakdowns", default="age,gender,country,publisher_platform")
     parser.add_argument("--min-records", type=int, default=500_000)
-    parser.add_argument("--storage", choices=("postgres", "sqlite"), default="postgres")
+    parser.add_argument(
+        "--storage", choices=("postgres", "pgbouncer", "sqlite"), default="postgres"
+    )
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--profile", help="write the worker's cProfile stats to this file")
     args = parser.parse_args(argv)

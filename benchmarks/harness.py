@@ -46,7 +46,7 @@ class BenchWorld:
         Dagster's storages connect per operation (no pool), so this counts its round trips
         to the database better than any client-side figure.
         """
-        if self.storage != "postgres":
+        if self.storage not in ("postgres", "pgbouncer"):
             return None
         import psycopg2
 
@@ -69,7 +69,7 @@ class BenchWorld:
 
     def connect_ms(self, times: int = 20) -> float | None:
         """Mean milliseconds to open, authenticate and close one storage connection."""
-        if self.storage != "postgres":
+        if self.storage not in ("postgres", "pgbouncer"):
             return None
         import psycopg2
 
@@ -99,7 +99,7 @@ class BenchWorld:
         requests.post(f"{self.sim.base_url}/_simulator/reset", timeout=30).raise_for_status()
 
 
-STORAGES = ("postgres", "sqlite")
+STORAGES = ("postgres", "pgbouncer", "sqlite")
 
 
 @contextmanager
@@ -120,10 +120,12 @@ def bench_world(
         home = tmp / "dagster_home"
         home.mkdir()
         pg_env: dict[str, str] = {}
-        if storage == "postgres":
-            from benchmarks.postgres import running_postgres
+        if storage in ("postgres", "pgbouncer"):
+            from benchmarks.postgres import running_pgbouncer, running_postgres
 
             pg_env = stack.enter_context(running_postgres())
+            if storage == "pgbouncer":
+                pg_env = stack.enter_context(running_pgbouncer(pg_env))
             shutil.copyfile(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
         else:
             (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")

@@ -126,3 +126,73 @@ def running_postgres() -> Iterator[dict[str, str]]:
         if started:
             _run([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"])
         shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def running_pgbouncer(pg: dict[str, str]) -> Iterator[dict[str, str]]:
+    """PgBouncer (session pooling) in front of ``pg``; yield settings that point at it.
+
+    Dagster's storages open a connection per operation; behind PgBouncer each of those is
+    a cheap client connection to the pooler, which keeps a few server connections open
+    (no backend process start and no server-side authentication per operation).
+    """
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not os.path.exists(binary):
+        raise RuntimeError("pgbouncer absent (Debian package pgbouncer)")
+    base = Path(tempfile.mkdtemp(prefix="meta-bench-pgb-"))
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("postgres")
+        os.chown(base, owner.pw_uid, owner.pw_gid)
+    port = _free_port()
+    user, password = pg["DAGSTER_PG_USER"], pg["DAGSTER_PG_PASSWORD"]
+    (base / "users.txt").write_text(f'"{user}" "{password}"\n')
+    (base / "pgbouncer.ini").write_text(
+        "[databases]\n"
+        f"* = host={pg['DAGSTER_PG_HOST']} port={pg['DAGSTER_PG_PORT']}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = scram-sha-256\nauth_file = {base / 'users.txt'}\n"
+        "pool_mode = session\ndefault_pool_size = 20\nmax_client_conn = 200\n"
+        f"logfile = {base / 'pgbouncer.log'}\npidfile = {base / 'pgbouncer.pid'}\n"
+    )
+    if os.geteuid() == 0:
+        for name in ("users.txt", "pgbouncer.ini"):
+            os.chown(base / name, owner.pw_uid, owner.pw_gid)
+    process = subprocess.Popen(
+        _as_postgres([binary, str(base / "pgbouncer.ini")]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        import time
+
+        import psycopg2
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                psycopg2.connect(
+                    host="127.0.0.1",
+                    port=port,
+                    user=user,
+                    password=password,
+                    dbname=pg["DAGSTER_PG_DB"],
+                ).close()
+                break
+            except psycopg2.OperationalError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    log = base / "pgbouncer.log"
+                    raise RuntimeError(
+                        "pgbouncer did not start: "
+                        + (log.read_text()[-2000:] if log.exists() else "no log")
+                    ) from None
+                time.sleep(0.2)
+        yield {**pg, "DAGSTER_PG_PORT": str(port)}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(base, ignore_errors=True)

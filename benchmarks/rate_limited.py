@@ -108,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page-size", type=int, default=500)
     parser.add_argument("--breakdowns", default="age,gender", help="insights breakdowns")
     parser.add_argument("--latency-ms", type=float, default=20.0)
-    parser.add_argument("--storage", choices=("postgres", "sqlite"), default="postgres")
+    parser.add_argument(
+        "--storage", choices=("postgres", "pgbouncer", "sqlite"), default="postgres"
+    )
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
