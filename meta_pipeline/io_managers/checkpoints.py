@@ -193,9 +193,18 @@ def decide_resume(
         dg.AssetRecordsFilter(
             asset_key=asset_key, asset_partitions=[partition_key], after_storage_id=storage_id
         ),
-        limit=1,
+        limit=2,
     )
     if materialized_after.records:
+        if _committed_by_unfinished_step(instance, checkpoint, materialized_after.records):
+            # Killed after its own commit (during the checks, say): the stream was complete
+            # and is committed; commit it again instead of fetching the partition anew.
+            return ResumeDecision(
+                checkpoint,
+                f"attempt {checkpoint.attempt_id} was complete and committed by run "
+                f"{checkpoint.run_id}, which did not finish; committing it again",
+                storage_id,
+            )
         return ResumeDecision(
             None, "the partition was materialized after the last checkpoint of this chain"
         )
@@ -208,6 +217,24 @@ def decide_resume(
         f"continuing attempt {checkpoint.attempt_id} of run {checkpoint.run_id}",
         storage_id,
     )
+
+
+def _committed_by_unfinished_step(
+    instance: dg.DagsterInstance,
+    checkpoint: Checkpoint,
+    materializations: Sequence[dg.EventLogRecord],
+) -> bool:
+    """The only materialization after a complete checkpoint is its own, by a failed run."""
+    if not checkpoint.complete or len(materializations) != 1:
+        return False
+    [record] = materializations
+    event = record.asset_materialization
+    attempt = event.metadata.get("attempt_id") if event is not None else None
+    if not isinstance(attempt, dg.TextMetadataValue) or attempt.value != checkpoint.attempt_id:
+        return False
+    # A re-execution of a run that succeeded is a refresh: fetch anew.
+    run = instance.get_run_by_id(record.run_id)
+    return run is not None and run.status != dg.DagsterRunStatus.SUCCESS
 
 
 def describe(objects: Sequence[StoredObject]) -> str:

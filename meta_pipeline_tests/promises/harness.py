@@ -47,9 +47,17 @@ class SimulatorSpy:
         self._lock = threading.Lock()
         self._served: list[Key] = []
         self.hold_seconds = 0.0
+        self.hold_kinds: frozenset[str] | None = None  # hold only these calls (None: any)
         self.held = threading.Event()
+        self._current_kind = ""
         dispatch = sim._dispatch
         latency = sim._latency_seconds
+        applicable = sim._applicable_faults
+
+        def spy_applicable(call: Any) -> frozenset[str]:
+            # Called for each request right before its latency: remember what it is.
+            self._current_kind = call.kind
+            return frozenset(applicable(call))
 
         def spy_dispatch(call: Any) -> Any:
             answer = dispatch(call)
@@ -64,13 +72,15 @@ class SimulatorSpy:
             return answer
 
         def spy_latency() -> float:
-            if self.hold_seconds:
+            kinds = self.hold_kinds
+            if self.hold_seconds and (kinds is None or self._current_kind in kinds):
                 self.held.set()
                 return self.hold_seconds
             return float(latency())
 
         sim._dispatch = spy_dispatch  # type: ignore[method-assign]
         sim._latency_seconds = spy_latency  # type: ignore[method-assign]
+        sim._applicable_faults = spy_applicable  # type: ignore[method-assign]
 
     def take(self) -> Counter[Key]:
         """Rows served since the last call."""

@@ -265,6 +265,48 @@ def test_row28_run_worker_killed_reexecution_resumes_from_the_checkpoint(
         assert len(durable_then_refetched) <= len(killed.served) - 30
 
 
+@pytest.mark.timeout(600)
+def test_row15_killed_after_its_commit_the_reexecution_fetches_nothing_again(
+    world: World,
+) -> None:
+    """Killed during the asset checks, after the commit: re-execution re-commits.
+
+    Bounded rework at the last instant of a step: the stream was complete and committed,
+    so the re-execution from failure fetches no page again (it used to fetch the whole
+    partition anew, found by the kill-anywhere soak).
+    """
+    partition, expected = world.partition(3)
+    with example(world.sim, world.spy, world.env, world.workdir, partition) as ex:
+        log = ex.home / "run.log"
+        # Hold the reconciliation check's account query (the only sync insights call).
+        ex.spy.held.clear()
+        ex.spy.hold_kinds = frozenset({"insights"})
+        ex.spy.hold_seconds = 20.0
+        try:
+            child = ex.start_materialize(log)
+            deadline = time.monotonic() + 240
+            while not ex.spy.held.wait(0.05):
+                assert child.poll() is None, readable_tail(log)
+                assert time.monotonic() < deadline, "the checks never ran"
+            committed = ex.store.read_manifest(INSIGHTS, partition)
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait(timeout=60)
+        finally:
+            ex.spy.hold_seconds = 0.0
+            ex.spy.hold_kinds = None
+        assert committed is not None, "the commit comes before the checks"
+        killed = ex.end_phase(killed=True)
+        assert killed.run_id is not None and killed.complete_at_end
+
+        wait_ok(ex.start_resume(killed.run_id, log), log)
+        resumed = ex.end_phase(killed=False)
+        assert sum(resumed.served.values()) == 0, "no insights page fetched again"
+        manifest = ex.store.read_manifest(INSIGHTS, partition)
+        assert manifest is not None and manifest.attempt_id == committed.attempt_id
+        assert "committing it again" in log.read_text()
+        _assert_equals_source(ex, expected, log)
+
+
 # ---------------------------------------------------------------- row 29
 
 
