@@ -49,7 +49,7 @@ REPORT = os.environ.get("META_PROMISES_REPORT")  # JSON lines, one per example (
 
 settings.register_profile(
     "fast",
-    max_examples=8,
+    max_examples=6,
     deadline=None,
     derandomize=True,  # the same examples on every CI run
     print_blob=True,
