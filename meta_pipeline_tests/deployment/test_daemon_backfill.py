@@ -55,12 +55,14 @@ DAGSTER_DAEMON = str(Path(DAGSTER_CLI).parent / "dagster-daemon")
 ACCOUNT_TAG = "dagster/partition/account"
 BACKFILL_TAG = "dagster/backfill"
 CODE_LOCATION = "meta_pipeline.definitions"
+POOL = "meta_api"
 EXTRACTED = ["ad_accounts", "campaigns", "adsets", "ads", "adcreatives", "insights"]
 DAYS = 5
-# Bounded wait for the whole backfill, below the test's timeout so a stall reports the runs'
-# timeline. About 75 s of CPU in all (5 runs in series per account, each a fresh run worker
-# process); on a 2-core machine shared with other heavy jobs (load 8) it took 195 s.
-BACKFILL_DEADLINE_SECONDS = 225
+# Bounded wait for the whole backfill, 40 s under the test's timeout (setup, submission, checks)
+# so that a stall reports the runs' timeline. The test takes about 100 s of CPU (5 runs in series
+# per account, each a fresh run worker process); on this 2-core machine shared with other heavy
+# jobs (load 7 to 11) the backfill took 195 to 250 s.
+BACKFILL_DEADLINE_SECONDS = 200
 
 
 @dataclass
@@ -128,6 +130,20 @@ def deployment(
             instance.add_dynamic_partitions(
                 ACCOUNTS_PARTITIONS_NAME, [a.id for a in sim.world.accounts]
             )
+            # The deploy step from deploy/README.md: the pool's limit set once, explicitly.
+            # Left to the first runs, two of them starting together race to create it and one
+            # fails on PostgreSQL (Dagster 1.13's initialize_concurrency_limit_to_default).
+            limit = instance.get_concurrency_config().pool_config.default_pool_limit
+            pool = subprocess.run(
+                [DAGSTER_CLI, "instance", "concurrency", "set", POOL, str(limit)],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert pool.returncode == 0, pool.stdout + pool.stderr
             with daemon_log.open("wb") as out:
                 daemon = subprocess.Popen(
                     [DAGSTER_DAEMON, "run", "-m", "meta_pipeline.definitions"],
@@ -204,7 +220,10 @@ def test_daemon_backfill_materializes_every_partition_one_run_per_account_at_a_t
     deadline = time.monotonic() + BACKFILL_DEADLINE_SECONDS
     while True:
         runs = list(instance.get_runs(filters=backfill_filter))
-        if len(runs) == len(partitions) and all(r.is_finished for r in runs):
+        covered = {r.tags.get("dagster/partition") for r in runs}
+        # A run retry (run_retries) would add runs of a partition: wait for every run, then
+        # require them all to have succeeded.
+        if covered >= set(partitions) and all(r.is_finished for r in runs):
             break
         if time.monotonic() > deadline:
             raise AssertionError(
@@ -220,7 +239,9 @@ def test_daemon_backfill_materializes_every_partition_one_run_per_account_at_a_t
     )
     backfill = instance.get_backfill(backfill_id)
     assert backfill is not None and backfill.error is None
-    assert sorted(r.tags["dagster/partition"] for r in runs) == sorted(partitions)
+    assert sorted(r.tags["dagster/partition"] for r in runs) == sorted(partitions), (
+        "one run per partition, none retried"
+    )
     for run in runs:
         account, _ = run.tags["dagster/partition"].split("|")
         # The tag the per-account limit keys on: without it the limit would not apply.

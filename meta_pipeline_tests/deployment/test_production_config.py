@@ -11,6 +11,7 @@ from typing import Any
 import dagster as dg
 import pytest
 import yaml
+from dagster._core.run_coordinator import QueuedRunCoordinator
 
 from meta_pipeline_tests.assets.conftest import DAGSTER_CLI as CLI
 from meta_pipeline_tests.deployment.conftest import (
@@ -70,6 +71,9 @@ def test_production_instance_stores_in_postgres_with_the_local_queue_limits_and_
         # comment in deploy/dagster.yaml and the parallel-accounts assertion of the daemon test).
         assert production.pop("queue_blocks_on_pools") is False
         assert instance.run_monitoring_enabled
+        coordinator = instance.run_coordinator
+        assert isinstance(coordinator, QueuedRunCoordinator)
+        assert coordinator.dequeue_use_threads and coordinator.dequeue_num_workers == 4
         assert instance.get_settings("telemetry") == {"enabled": False}
 
         # What the instance writes is really in that database, read back over a new connection.
@@ -162,6 +166,10 @@ def test_helm_values_carry_the_production_instance_settings() -> None:
     ]
     enabled = instance["run_coordinator"]["config"]["block_op_concurrency_limited_runs"]["enabled"]
     assert blocking["enabled"] is enabled is False
+    queue = daemon["runCoordinator"]["config"]["queuedRunCoordinator"]
+    coordinator = instance["run_coordinator"]["config"]
+    assert queue["dequeueUseThreads"] is coordinator["dequeue_use_threads"] is True
+    assert queue["dequeueNumWorkers"] == coordinator["dequeue_num_workers"]
     retries = instance["run_retries"]
     assert daemon["runRetries"] == {
         "enabled": retries["enabled"],
