@@ -99,17 +99,17 @@ def duplicate_keys(
     records: Iterable[JsonDict], primary_key: Sequence[str]
 ) -> tuple[int, list[str]]:
     """How many records repeat an earlier primary key, and a few examples."""
-    seen: set[object] = set()
+    seen: set[str] = set()
     duplicates = 0
     examples: list[str] = []
     for record in records:
-        # The key values as a tuple (cheap, one per record); breakdown values may be strings,
-        # numbers or missing, and anything unhashable is compared by its JSON.
-        values = tuple(record.get(column) for column in primary_key)
-        value: object = values
-        try:
-            hash(values)
-        except TypeError:
+        values = [record.get(column) for column in primary_key]
+        # One compact string per key (the set holds every key of the partition): string
+        # values joined by a control character, cheaper than JSON; anything else (numbers,
+        # missing values, a value holding the separator) as JSON, which never starts with \x1e.
+        if all(type(v) is str and "\x1f" not in v for v in values):
+            value = "\x1e" + "\x1f".join(map(str, values))
+        else:
             value = json.dumps(values, default=str)
         if value in seen:
             duplicates += 1

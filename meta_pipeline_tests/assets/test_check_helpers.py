@@ -16,6 +16,10 @@ def test_duplicate_keys_counts_repeats_with_breakdown_columns_and_unhashable_val
         {"ad_id": "2", "date_start": "2026-11-01", "age": ["odd"]},  # repeat, unhashable value
         {"ad_id": "3", "date_start": "2026-11-01"},  # missing column
         {"ad_id": "3", "date_start": "2026-11-01", "age": "null"},  # a string, not missing
+        {"ad_id": "4", "date_start": "2026-11-01", "age": 25},
+        {"ad_id": "4", "date_start": "2026-11-01", "age": "25"},  # a string, not the number
+        {"ad_id": "5\x1f2026-11-01", "date_start": "x", "age": "a"},  # holds the separator
+        {"ad_id": "5", "date_start": "2026-11-01\x1fx", "age": "a"},
     ]
     duplicates, examples = checks.duplicate_keys(rows, ("ad_id", "date_start", "age"))
     assert duplicates == 2
