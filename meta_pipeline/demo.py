@@ -15,10 +15,12 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -225,6 +227,38 @@ def _close_interrupted_runs(instance: dg.DagsterInstance) -> int:
     return len(runs)
 
 
+@contextmanager
+def _interrupt_seen() -> Iterator[Callable[[], bool]]:
+    """A check for "SIGINT or SIGTERM arrived since the block began".
+
+    Dagster swaps the SIGINT handler during a run and forgets a signal that lands
+    after the last step; the wakeup fd records every signal whatever the handler.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        # Signals reach only the main thread; elsewhere there is nothing to watch.
+        yield lambda: False
+        return
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    os.set_blocking(write_fd, False)
+    previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    seen = False
+    wanted = {int(signal.SIGINT), int(signal.SIGTERM)}
+
+    def interrupted() -> bool:
+        nonlocal seen
+        with suppress(BlockingIOError):
+            seen = seen or bool(wanted & set(os.read(read_fd, 1024)))
+        return seen
+
+    try:
+        yield interrupted
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.close(read_fd)
+        os.close(write_fd)
+
+
 def _was_interrupted(result: dg.ExecuteInProcessResult) -> bool:
     if result.success:
         return False
@@ -263,7 +297,7 @@ def _materialize(world: DemoWorld, today: dt.date, days: int, redo: bool, out: T
     job = defs.resolve_job_def(extract_job.name)
     store = PartitionStore(storage.Client(project=DEMO_PROJECT), DEMO_BUCKET, "")
     keys = [f"{a}|{d.isoformat()}" for a in world.account_ids for d in demo_days(today, days)]
-    with dg.DagsterInstance.get() as instance:
+    with dg.DagsterInstance.get() as instance, _interrupt_seen() as interrupted:
         closed = _close_interrupted_runs(instance)
         done_before = set() if redo else _committed_partitions(instance, store, asset_keys)
         todo = [k for k in keys if k not in done_before]
@@ -288,7 +322,7 @@ def _materialize(world: DemoWorld, today: dt.date, days: int, redo: bool, out: T
                 # The event log keeps every event; the console shows only what needs attention.
                 run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             )
-            if _was_interrupted(result):
+            if interrupted() or _was_interrupted(result):
                 # Dagster turns Ctrl-C inside a run into a failed run and returns; the user
                 # asked to stop, so stop here instead of starting the next partition.
                 raise KeyboardInterrupt
