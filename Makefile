@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # CI installs them all with `make system-deps`).
 SYSTEM_PACKAGES := postgresql chromium
 
-.PHONY: demo test lint typecheck unit ui bench soak clean install system-deps
+.PHONY: demo test lint typecheck unit ui bench soak clean install system-deps screenshots
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test: lint typecheck unit
+
+# The README's screenshots, taken by the browser test from real materialized partitions.
+screenshots: $(STAMP)
+	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q -p no:cacheprovider meta_pipeline_tests/browser
 
 bench: $(STAMP)
 	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[bench]'

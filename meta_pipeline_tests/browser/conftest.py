@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -38,7 +39,10 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# `make screenshots` refreshes the README's pictures; a plain test run leaves the tree clean.
+SCREENSHOTS = Path(
+    os.environ.get("SCREENSHOTS_DIR") or tempfile.gettempdir() + "/meta_pipeline_screenshots"
+)
 ACCOUNTS = 2
 DAYS = 3
 _WEBSERVER_START_SECONDS = 180.0

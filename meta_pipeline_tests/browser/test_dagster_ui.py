@@ -1,7 +1,7 @@
 """What a user sees in the Dagster UI after the pipeline ran: the asset graph, the
 ``meta/insights`` partitions, one materialization's metadata and the asset checks.
 
-Each test saves the screenshot the README shows (docs/screenshots/).
+Each test saves the screenshot the README shows (`make screenshots` writes docs/screenshots/).
 """
 
 from __future__ import annotations
