@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{mean['cpu_s']:.2f} CPU s, {mean['events']:.0f} events"
             + (
                 f", {ours['storage_connections_per_partition']:.0f} storage connections"
-                if ours["storage_connections_per_partition"]
+                if ours["storage_connections_per_partition"] and args.storage == "postgres"
                 else ""
             )
             + ")",
