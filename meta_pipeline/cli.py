@@ -168,16 +168,21 @@ def _add_demo_command(commands: argparse._SubParsersAction) -> None:
         help="run the main job on the simulator and a local GCS emulator (make demo)",
         description="Materialize every asset for the last days of simulated ad accounts.",
     )
-    demo.add_argument("--workdir", type=Path, default=Path(".demo"))
-    demo.add_argument("--accounts", type=int, default=3)
+    _add_world_arguments(demo)
     demo.add_argument("--days", type=int, default=7)
-    demo.add_argument("--seed", type=int, default=42)
-    demo.add_argument("--scale", type=float, default=1.0)
-    demo.add_argument("--profile", choices=("clean", "realistic", "chaos"), default="realistic")
     demo.add_argument(
         "--refresh", action="store_true", help="materialize again what is already committed"
     )
     demo.set_defaults(handler=_run_demo)
+
+
+def _add_world_arguments(parser: argparse.ArgumentParser) -> None:
+    """The demo's simulated world and where it lives; `demo` and `ui` share it."""
+    parser.add_argument("--workdir", type=Path, default=Path(".demo"))
+    parser.add_argument("--accounts", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--profile", choices=("clean", "realistic", "chaos"), default="realistic")
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -203,11 +208,7 @@ def _add_ui_command(commands: argparse._SubParsersAction) -> None:
             "Dagster webserver and daemon on them until Ctrl-C."
         ),
     )
-    ui.add_argument("--workdir", type=Path, default=Path(".demo"))
-    ui.add_argument("--accounts", type=int, default=3)
-    ui.add_argument("--seed", type=int, default=42)
-    ui.add_argument("--scale", type=float, default=1.0)
-    ui.add_argument("--profile", choices=("clean", "realistic", "chaos"), default="realistic")
+    _add_world_arguments(ui)
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(handler=_run_ui)
