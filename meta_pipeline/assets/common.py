@@ -1,5 +1,11 @@
-"""What every extraction asset shares: group, kinds, the Meta API pool and its partitions."""
+"""What every extraction asset shares: group, kinds, the Meta API pool and its partitions.
 
+A step materializes one partition, or a range of them when a backfill batches several days
+of an account into one run (``BACKFILL_POLICY``): the assets return one page source per
+partition and report one set of check results per partition either way.
+"""
+
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -7,7 +13,12 @@ from typing import Any
 import dagster as dg
 
 from meta_pipeline.pages import Page
-from meta_pipeline.partitions import InvalidPartitionKey, account_day_partitions
+from meta_pipeline.partitions import (
+    AccountDay,
+    InvalidPartitionKey,
+    account_day_partitions,
+    parse_partition_key,
+)
 from meta_pipeline.resources.errors import MetaConfigError, MetaInputError, MetaPermanentError
 from meta_pipeline.resources.redact import redact
 
@@ -15,6 +26,11 @@ GROUP = "meta"
 # Every asset that calls Meta runs in this pool, so total concurrent calls stay capped.
 POOL = "meta_api"
 KINDS = {"meta", "gcs"}
+# A backfill runs up to this many partitions of one account per run: the run's fixed cost
+# (launch, resources, one step per asset) is paid once for a month of days instead of daily.
+# Every asset must share it, or Dagster cannot put them in one run.
+MAX_PARTITIONS_PER_RUN = 31
+BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN)
 
 
 def extraction_asset(
@@ -31,9 +47,71 @@ def extraction_asset(
         group_name=GROUP,
         kinds=KINDS,
         pool=POOL,
+        backfill_policy=BACKFILL_POLICY,
         description=description,
         **extra,
     )
+
+
+def step_partitions(context: dg.AssetExecutionContext) -> list[AccountDay]:
+    """The partitions this step materializes, validated, in key order (account, then day)."""
+    return sorted(
+        (parse_partition_key(key) for key in context.partition_keys),
+        key=lambda part: part.partition_key,
+    )
+
+
+def partition_check_results(
+    context: dg.AssetExecutionContext,
+    parts: Sequence[AccountDay],
+    results_of: Callable[[AccountDay], Iterable[dg.AssetCheckResult]],
+) -> Iterator[dg.AssetCheckResult]:
+    """Each partition's check results, recorded against that partition.
+
+    A one-partition step yields them as they are. A range step logs each as an
+    ``AssetCheckEvaluation`` on its own partition (``AssetCheckResult`` can only name the
+    step's single partition) and then yields, per check, one result for the whole range
+    that fails if any partition failed, listing which.
+    """
+    if len(parts) == 1:
+        yield from results_of(parts[0])
+        return
+    failed: dict[tuple[dg.AssetKey, str], list[str]] = defaultdict(list)
+    checked: dict[tuple[dg.AssetKey, str], int] = defaultdict(int)
+    severities: dict[tuple[dg.AssetKey, str], dg.AssetCheckSeverity] = {}
+    for part in parts:
+        for result in results_of(part):
+            asset_key = dg.AssetKey.from_coercible(result.asset_key or context.asset_key)
+            name = result.check_name or ""
+            context.log_event(
+                dg.AssetCheckEvaluation(
+                    asset_key=asset_key,
+                    check_name=name,
+                    passed=result.passed,
+                    metadata=result.metadata,
+                    severity=result.severity,
+                    description=result.description,
+                    partition=part.partition_key,
+                )
+            )
+            checked[(asset_key, name)] += 1
+            severities[(asset_key, name)] = result.severity
+            if not result.passed:
+                failed[(asset_key, name)].append(part.partition_key)
+    for (asset_key, name), count in checked.items():
+        bad = failed.get((asset_key, name), [])
+        yield dg.AssetCheckResult(
+            asset_key=asset_key,
+            check_name=name,
+            passed=not bad,
+            severity=severities[(asset_key, name)],
+            description=f"{count - len(bad)} of {count} partition(s) of this run passed",
+            metadata={
+                "partitions_checked": dg.MetadataValue.int(count),
+                "partitions_failed": dg.MetadataValue.int(len(bad)),
+                "failed_partitions": dg.MetadataValue.text(", ".join(bad[:50])),
+            },
+        )
 
 
 # What retrying cannot fix: a bad token, a missing permission, an invalid request, bad input.

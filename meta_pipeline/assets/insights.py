@@ -11,12 +11,24 @@ from meta_pipeline.assets.checks import (
     insights_check_specs,
     reconciliation_result,
 )
-from meta_pipeline.assets.common import GROUP, extraction_asset, fail_fast_on_permanent_errors
-from meta_pipeline.assets.sources import AnnotatedSource, ComputedSource, fingerprint_of
+from meta_pipeline.assets.common import (
+    BACKFILL_POLICY,
+    GROUP,
+    extraction_asset,
+    fail_fast_on_permanent_errors,
+    partition_check_results,
+    step_partitions,
+)
+from meta_pipeline.assets.sources import (
+    AnnotatedSource,
+    ComputedSource,
+    SourceResult,
+    fingerprint_of,
+)
 from meta_pipeline.assets.windows import account_zone, is_settled, window_extras
 from meta_pipeline.io_managers.gcs import MetaGCSIOManager
-from meta_pipeline.pages import JsonDict, LedgerEntry, RequestStats
-from meta_pipeline.partitions import account_day_partitions, parse_partition_key
+from meta_pipeline.pages import JsonDict, RequestStats
+from meta_pipeline.partitions import AccountDay, account_day_partitions
 from meta_pipeline.resources.meta_api import MetaAdsClient
 from meta_pipeline.settings import ExtractionSettings
 
@@ -36,31 +48,44 @@ def insights(
     io_manager: dg.ResourceParam[MetaGCSIOManager],
 ) -> Iterator[dg.Output | dg.AssetCheckResult]:
     with fail_fast_on_permanent_errors():
-        part = parse_partition_key(context.partition_key)
-        zone = account_zone(meta, part.account_id)
-        source = meta.insights_source(
-            part.account_id,
-            since=part.day,
-            until=part.day,
-            level="ad",
-            fields=settings.insights_fields,
-            breakdowns=settings.insights_breakdowns,
-            action_attribution_windows=settings.action_attribution_windows,
-            use_async=settings.use_async_insights,
-        )
-    final = is_settled(part.day, zone, settings.attribution_lookback_days)
-    extras = {
-        **window_extras(part.day, zone),
-        "final": final,
-        "attribution_lookback_days": settings.attribution_lookback_days,
-    }
-    yield dg.Output(AnnotatedSource.wrap(source, extras))
+        parts = step_partitions(context)
+        sources = {}
+        for part in parts:
+            zone = account_zone(meta, part.account_id)
+            source = meta.insights_source(
+                part.account_id,
+                since=part.day,
+                until=part.day,
+                level="ad",
+                fields=settings.insights_fields,
+                breakdowns=settings.insights_breakdowns,
+                action_attribution_windows=settings.action_attribution_windows,
+                use_async=settings.use_async_insights,
+            )
+            extras = {
+                **window_extras(part.day, zone),
+                "final": is_settled(part.day, zone, settings.attribution_lookback_days),
+                "attribution_lookback_days": settings.attribution_lookback_days,
+            }
+            sources[part.partition_key] = AnnotatedSource.wrap(source, extras)
+    yield dg.Output(sources)
+    yield from partition_check_results(
+        context, parts, lambda part: _insights_checks(meta, settings, io_manager, part)
+    )
+
+
+def _insights_checks(
+    meta: MetaAdsClient,
+    settings: ExtractionSettings,
+    io_manager: MetaGCSIOManager,
+    part: AccountDay,
+) -> Iterator[dg.AssetCheckResult]:
     # The partition is read back once: unique keys and the reconciliation sums together.
     totals = SpendTotals()
     yield from common_results(
         io_manager.store,
         INSIGHTS_KEY,
-        context.partition_key,
+        part.partition_key,
         settings.min_accuracy,
         completeness=False,
         totals=totals,
@@ -103,24 +128,30 @@ def campaign_spend(rows: Iterator[JsonDict]) -> list[JsonDict]:
 @dg.asset(
     key=CAMPAIGN_SPEND_KEY,
     partitions_def=account_day_partitions,
-    ins={"insights_rows": dg.AssetIn(key=INSIGHTS_KEY, dagster_type=dg.Any)},
+    # Each day's rows are read from its committed meta/insights partition, one day at a time.
+    deps=[INSIGHTS_KEY],
     group_name=GROUP,
     kinds={"gcs"},
+    backfill_policy=BACKFILL_POLICY,
     description="Daily spend, impressions and clicks per campaign, read back from meta/insights.",
 )
 def daily_campaign_spend(
-    context: dg.AssetExecutionContext, insights_rows: Iterator[JsonDict]
-) -> ComputedSource:
-    def compute() -> tuple[list[JsonDict], RequestStats, list[LedgerEntry]]:
-        return campaign_spend(insights_rows), RequestStats(), []
+    context: dg.AssetExecutionContext, io_manager: dg.ResourceParam[MetaGCSIOManager]
+) -> dict[str, ComputedSource]:
+    def spend_of(partition_key: str) -> ComputedSource:
+        def compute() -> SourceResult:
+            rows = io_manager.store.iter_records(INSIGHTS_KEY, partition_key)
+            return campaign_spend(rows), RequestStats(), []
 
-    return ComputedSource(
-        compute=compute,
-        fingerprint=fingerprint_of({"derived_from": INSIGHTS_KEY.to_user_string()}),
-        api_version="",
-        primary_key=("campaign_id", "date"),
-        manifest_extras={"derived_from": INSIGHTS_KEY.to_user_string()},
-    )
+        return ComputedSource(
+            compute=compute,
+            fingerprint=fingerprint_of({"derived_from": INSIGHTS_KEY.to_user_string()}),
+            api_version="",
+            primary_key=("campaign_id", "date"),
+            manifest_extras={"derived_from": INSIGHTS_KEY.to_user_string()},
+        )
+
+    return {part.partition_key: spend_of(part.partition_key) for part in step_partitions(context)}
 
 
 insights_assets = [insights, daily_campaign_spend]

@@ -13,15 +13,22 @@ Two edges cannot be filtered by time and are handled as follows:
   read by id. A creative Meta refuses to return is quarantined in the ledger.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 
 from meta_pipeline.assets.checks import common_results, object_check_specs
-from meta_pipeline.assets.common import GROUP, extraction_asset, fail_fast_on_permanent_errors
+from meta_pipeline.assets.common import (
+    GROUP,
+    extraction_asset,
+    fail_fast_on_permanent_errors,
+    partition_check_results,
+    step_partitions,
+)
 from meta_pipeline.assets.sources import (
     AnnotatedSource,
     ComputedSource,
+    SourceResult,
     fingerprint_of,
     stats_delta,
     utc_now_iso,
@@ -34,7 +41,6 @@ from meta_pipeline.assets.windows import (
 )
 from meta_pipeline.io_managers.gcs import MetaGCSIOManager
 from meta_pipeline.pages import JsonDict, LedgerEntry, RequestStats
-from meta_pipeline.partitions import parse_partition_key
 from meta_pipeline.resources.meta_api import MetaAdsClient
 from meta_pipeline.settings import ExtractionSettings
 
@@ -71,15 +77,24 @@ def _object_asset(edge: str, fields: tuple[str, ...], description: str) -> dg.As
         io_manager: dg.ResourceParam[MetaGCSIOManager],
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         with fail_fast_on_permanent_errors():
-            part = parse_partition_key(context.partition_key)
-            zone = account_zone(meta, part.account_id)
-            start, end = local_day_bounds(part.day, zone)
-            source = meta.edge_source(
-                part.account_id, edge, fields, updated_since=start, updated_until=end
-            )
-        yield dg.Output(AnnotatedSource.wrap(source, window_extras(part.day, zone)))
-        yield from common_results(
-            io_manager.store, key, context.partition_key, settings.min_accuracy, completeness=True
+            parts = step_partitions(context)
+            sources = {}
+            for part in parts:
+                zone = account_zone(meta, part.account_id)
+                start, end = local_day_bounds(part.day, zone)
+                source = meta.edge_source(
+                    part.account_id, edge, fields, updated_since=start, updated_until=end
+                )
+                sources[part.partition_key] = AnnotatedSource.wrap(
+                    source, window_extras(part.day, zone)
+                )
+        yield dg.Output(sources)
+        yield from partition_check_results(
+            context,
+            parts,
+            lambda part: common_results(
+                io_manager.store, key, part.partition_key, settings.min_accuracy, completeness=True
+            ),
         )
 
     return _extract
@@ -107,29 +122,45 @@ def ad_accounts(
     settings: ExtractionSettings,
     io_manager: dg.ResourceParam[MetaGCSIOManager],
 ) -> Iterator[dg.Output | dg.AssetCheckResult]:
-    part = parse_partition_key(context.partition_key)
+    parts = step_partitions(context)
+    snapshots: dict[str, JsonDict] = {}
 
-    def snapshot() -> tuple[list[JsonDict], RequestStats, list[LedgerEntry]]:
-        before = meta.stats.copy()
-        account = meta.get_account(part.account_id, ACCOUNT_DETAIL_FIELDS)
-        return [account], stats_delta(before, meta.stats), []
+    def snapshot_of(account_id: str) -> Callable[[], SourceResult]:
+        def snapshot() -> SourceResult:
+            # One request per account and run: every day of a range gets the same snapshot.
+            if account_id in snapshots:
+                return [snapshots[account_id]], RequestStats(), []
+            before = meta.stats.copy()
+            snapshots[account_id] = meta.get_account(account_id, ACCOUNT_DETAIL_FIELDS)
+            return [snapshots[account_id]], stats_delta(before, meta.stats), []
 
-    source = ComputedSource(
-        compute=snapshot,
-        fingerprint=fingerprint_of(
-            {"path": "/{account_id}", "fields": ACCOUNT_DETAIL_FIELDS, "v": meta.api_version}
-        ),
-        api_version=meta.api_version,
-        primary_key=("id",),
-        manifest_extras={"endpoint": f"/{part.account_id}", "snapshot": True},
+        return snapshot
+
+    fingerprint = fingerprint_of(
+        {"path": "/{account_id}", "fields": ACCOUNT_DETAIL_FIELDS, "v": meta.api_version}
     )
-    yield dg.Output(source)
-    yield from common_results(
-        io_manager.store,
-        AD_ACCOUNTS_KEY,
-        context.partition_key,
-        settings.min_accuracy,
-        completeness=True,
+    yield dg.Output(
+        {
+            part.partition_key: ComputedSource(
+                compute=snapshot_of(part.account_id),
+                fingerprint=fingerprint,
+                api_version=meta.api_version,
+                primary_key=("id",),
+                manifest_extras={"endpoint": f"/{part.account_id}", "snapshot": True},
+            )
+            for part in parts
+        }
+    )
+    yield from partition_check_results(
+        context,
+        parts,
+        lambda part: common_results(
+            io_manager.store,
+            AD_ACCOUNTS_KEY,
+            part.partition_key,
+            settings.min_accuracy,
+            completeness=True,
+        ),
     )
 
 
@@ -150,18 +181,36 @@ def _creative_ids(ad_records: Iterator[JsonDict]) -> list[str]:
     "Creatives referenced by the ads updated on the account's local day (creatives are "
     "immutable and have no updated_time), read by id.",
     object_check_specs(ADCREATIVES_KEY),
-    ins={"ads_of_day": dg.AssetIn(key=ADS_KEY, dagster_type=dg.Any)},
+    # Each day's ads are read from its committed meta/ads partition, one day at a time.
+    deps=[ADS_KEY],
 )
 def adcreatives(
     context: dg.AssetExecutionContext,
     meta: MetaAdsClient,
     settings: ExtractionSettings,
     io_manager: dg.ResourceParam[MetaGCSIOManager],
-    ads_of_day: Iterator[JsonDict],
 ) -> Iterator[dg.Output | dg.AssetCheckResult]:
-    ids = _creative_ids(ads_of_day)
+    parts = step_partitions(context)
+    store = io_manager.store
+    yield dg.Output(
+        {
+            part.partition_key: _creatives_source(
+                meta, _creative_ids(store.iter_records(ADS_KEY, part.partition_key))
+            )
+            for part in parts
+        }
+    )
+    yield from partition_check_results(
+        context,
+        parts,
+        lambda part: common_results(
+            store, ADCREATIVES_KEY, part.partition_key, settings.min_accuracy, completeness=True
+        ),
+    )
 
-    def read_creatives() -> tuple[list[JsonDict], RequestStats, list[LedgerEntry]]:
+
+def _creatives_source(meta: MetaAdsClient, ids: list[str]) -> ComputedSource:
+    def read_creatives() -> SourceResult:
         before = meta.stats.copy()
         found = meta.get_objects(ids, CREATIVE_FIELDS)
         stats = stats_delta(before, meta.stats)
@@ -188,7 +237,7 @@ def adcreatives(
             stats.record_failure("missing_object")
         return [found[i] for i in ids if i in found], stats, failures
 
-    source = ComputedSource(
+    return ComputedSource(
         compute=read_creatives,
         fingerprint=fingerprint_of(
             {"path": "/?ids=", "ids": ids, "fields": CREATIVE_FIELDS, "v": meta.api_version}
@@ -196,14 +245,6 @@ def adcreatives(
         api_version=meta.api_version,
         primary_key=("id",),
         manifest_extras={"endpoint": "/?ids=", "creatives_requested": len(ids)},
-    )
-    yield dg.Output(source)
-    yield from common_results(
-        io_manager.store,
-        ADCREATIVES_KEY,
-        context.partition_key,
-        settings.min_accuracy,
-        completeness=True,
     )
 
 

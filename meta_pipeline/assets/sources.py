@@ -42,6 +42,10 @@ class AnnotatedSource:
         return fail_fast_pages(self.inner.open(resume_state))
 
 
+# What a computed source returns: the records, the request counters spent, the quarantined.
+SourceResult = tuple[list[JsonDict], RequestStats, list[LedgerEntry]]
+
+
 @dataclass
 class ComputedSource:
     """Records computed in this process: one page, nothing to resume.
@@ -50,7 +54,7 @@ class ComputedSource:
     quarantined failures; it runs only when the IO manager opens the source.
     """
 
-    compute: Callable[[], tuple[list[JsonDict], RequestStats, list[LedgerEntry]]]
+    compute: Callable[[], SourceResult]
     fingerprint: str
     api_version: str
     primary_key: tuple[str, ...]

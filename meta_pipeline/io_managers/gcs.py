@@ -13,7 +13,7 @@ at runtime.)
 
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,19 +150,36 @@ class MetaGCSIOManager(dg.ConfigurableIOManager):
     # -- writing -------------------------------------------------------------------
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
-        if not isinstance(obj, PageSource):
-            raise TypeError(
-                f"MetaGCSIOManager stores page streams: asset {context.asset_key.to_user_string()} "
-                f"returned {type(obj).__name__}, expected a meta_pipeline.pages.PageSource"
-            )
-        if not context.has_partition_key:
+        """Store one partition's page source, or one source per partition of a range run.
+
+        A range run (several days of one account, from a backfill policy) hands over a
+        mapping of partition key to source. Each partition is still resumed, checkpointed
+        and committed on its own, in key order, so a run killed midway keeps every
+        partition it committed and its re-execution re-commits them without refetching.
+        """
+        if not context.has_asset_partitions:
             raise ValueError(
                 f"MetaGCSIOManager stores account x day partitions: asset "
                 f"{context.asset_key.to_user_string()} was materialized without a partition"
             )
+        keys = sorted(context.asset_partition_keys)
+        sources = _sources_by_partition(context.asset_key, keys, obj)
+        if len(keys) == 1:
+            context.add_output_metadata(self._write_partition(context, keys[0], sources[keys[0]]))
+            return
+        for key in keys:
+            metadata = self._write_partition(context, key, sources[key])
+            # Per-partition figures on each partition's own materialization event.
+            context.step_context.add_asset_metadata(
+                metadata, asset_key=context.asset_key, partition_key=key
+            )
+
+    def _write_partition(
+        self, context: dg.OutputContext, key: str, obj: PageSource
+    ) -> dict[str, Any]:
         started = time.monotonic()
         # Validates the partition key before any object name exists.
-        location = self.store.location(context.asset_key, context.partition_key)
+        location = self.store.location(context.asset_key, key)
         partition_key = location.partition_key
         identity = _run_identity(context)
         committed = self.store.read_manifest_at(location)
@@ -250,8 +267,8 @@ class MetaGCSIOManager(dg.ConfigurableIOManager):
             f"Committed {location.manifest_uri}: {manifest.records} record(s) in "
             f"{len(manifest.objects)} object(s); removed {len(removed)} superseded object(s)"
         )
-        context.add_output_metadata(
-            _output_metadata(location, manifest, progress, len(removed), time.monotonic() - started)
+        return _output_metadata(
+            location, manifest, progress, len(removed), time.monotonic() - started
         )
 
     def _decide(
@@ -448,6 +465,38 @@ class _ProgressReporter:
             remaining = max(total - records, 0)
             line += f"; {remaining} of {total} left, about {remaining / max(rate, 1e-6):.0f}s"
         self.context.log.info(line)
+
+
+def _sources_by_partition(
+    asset_key: dg.AssetKey, keys: list[str], obj: Any
+) -> Mapping[str, PageSource]:
+    """The source of each partition the step materializes, checked before anything is written."""
+    name = asset_key.to_user_string()
+    if isinstance(obj, PageSource):
+        if len(keys) != 1:
+            raise TypeError(
+                f"MetaGCSIOManager: asset {name} returned one page stream for {len(keys)} "
+                "partitions; a range run must return a mapping of partition key to page stream"
+            )
+        return {keys[0]: obj}
+    if not isinstance(obj, Mapping):
+        raise TypeError(
+            f"MetaGCSIOManager stores page streams: asset {name} returned "
+            f"{type(obj).__name__}, expected a meta_pipeline.pages.PageSource "
+            "(or a mapping of partition key to PageSource for a range run)"
+        )
+    if sorted(obj) != keys:
+        raise ValueError(
+            f"MetaGCSIOManager: asset {name} returned page streams for partitions "
+            f"{sorted(obj)[:5]}, but the step materializes {keys[:5]} ({len(keys)} in all)"
+        )
+    for key, source in obj.items():
+        if not isinstance(source, PageSource):
+            raise TypeError(
+                f"MetaGCSIOManager: asset {name} returned {type(source).__name__} for "
+                f"partition {key!r}, expected a meta_pipeline.pages.PageSource"
+            )
+    return obj
 
 
 def _started(source: PageSource, resume_state: JsonDict | None) -> Iterator[Page]:
