@@ -26,11 +26,13 @@ GROUP = "meta"
 # Every asset that calls Meta runs in this pool, so total concurrent calls stay capped.
 POOL = "meta_api"
 KINDS = {"meta", "gcs"}
-# A backfill runs up to this many partitions of one account per run: the run's fixed cost
-# (launch, resources, one step per asset) is paid once for a month of days instead of daily.
-# Every asset must share it, or Dagster cannot put them in one run.
-MAX_PARTITIONS_PER_RUN = 31
-BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN)
+# A backfill runs each account's days in one run (Dagster groups a multi-partition backfill
+# by one dimension): the run's fixed cost (launch, resources, one step per asset) is paid
+# once per account, not per day, and the account's days run in series, as its rate limit
+# wants. Each partition is still checkpointed and committed on its own, so a long run that
+# dies keeps what it committed. Every asset must share the policy to share the run; it also
+# lets ``dagster asset materialize --partition-range`` run a range.
+BACKFILL_POLICY = dg.BackfillPolicy.single_run()
 
 
 def extraction_asset(
