@@ -16,7 +16,12 @@ def reexecute_from_failure(instance: dg.DagsterInstance, run_id: str) -> dg.JobE
     repository = ReconstructableRepository.for_module(
         "meta_pipeline.definitions", "defs", working_directory=str(ROOT)
     )
-    tags = {k: v for k, v in parent.tags.items() if k.startswith("dagster/partition")}
+    # The partition (or a range run's first and last keys) the parent materialized.
+    tags = {
+        k: v
+        for k, v in parent.tags.items()
+        if k.startswith(("dagster/partition", "dagster/asset_partition_range"))
+    }
     return dg.execute_job(
         repository.get_reconstructable_job(parent.job_name),
         instance=instance,
