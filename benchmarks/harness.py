@@ -160,6 +160,9 @@ class WorkerSpec:
     """What one worker process materializes, in order, and how the client is tuned."""
 
     partitions: list[str]
+    # Partitions per Dagster run, in order (a range run, as the backfill policy launches
+    # them); 1: one run per partition.
+    partitions_per_run: int = 1
     selection: list[str] | None = None  # asset keys like "meta/insights"; None: every asset
     meta: dict[str, Any] = field(default_factory=dict)  # MetaAdsClient field overrides
     settings: dict[str, Any] = field(default_factory=dict)  # ExtractionSettings overrides
