@@ -156,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "storage_connect_ms": round(connect_ms, 1) if connect_ms is not None else None,
             "failed_partitions": failed,
+            "event_types_per_partition": {
+                kind: round(sum(r["event_types"].get(kind, 0) for r in runs) / len(partitions), 1)
+                for kind in sorted({k for r in runs for k in r["event_types"]})
+            },
             "requests_by_path": stats.get("by_path", {}),
         }
         print(json.dumps({k: v for k, v in ours.items() if k != "requests_by_path"}), flush=True)

@@ -13,7 +13,7 @@ at runtime.)
 
 import itertools
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,17 +165,29 @@ class MetaGCSIOManager(dg.ConfigurableIOManager):
         keys = sorted(context.asset_partition_keys)
         sources = _sources_by_partition(context.asset_key, keys, obj)
         if len(keys) == 1:
-            context.add_output_metadata(self._write_partition(context, keys[0], sources[keys[0]]))
+            metadata = self._write_partition(context, keys[0], sources[keys[0]], context.log.info)
+            context.add_output_metadata(metadata)
             return
+        # Every event-log entry is a database write: a range run logs one line per partition
+        # in one entry at the end, not a start and a commit line each (warnings stay at once).
+        lines: list[str] = []
         for key in keys:
-            metadata = self._write_partition(context, key, sources[key])
+            metadata = self._write_partition(context, key, sources[key], lines.append)
             # Per-partition figures on each partition's own materialization event.
             context.step_context.add_asset_metadata(
                 metadata, asset_key=context.asset_key, partition_key=key
             )
+        context.log.info(
+            f"{context.asset_key.to_user_string()}: {len(keys)} partition(s) committed\n"
+            + "\n".join(lines)
+        )
 
     def _write_partition(
-        self, context: dg.OutputContext, key: str, obj: PageSource
+        self,
+        context: dg.OutputContext,
+        key: str,
+        obj: PageSource,
+        note: Callable[[str], None],
     ) -> dict[str, Any]:
         started = time.monotonic()
         # Validates the partition key before any object name exists.
@@ -205,7 +217,7 @@ class MetaGCSIOManager(dg.ConfigurableIOManager):
         else:
             attempt_id = _fresh_attempt_id(identity, committed_attempt)
             progress = _Progress()
-            context.log.info(
+            note(
                 f"Starting {location.asset_name} {partition_key} from the beginning "
                 f"({decision.reason}); attempt {attempt_id}"
             )
@@ -263,7 +275,7 @@ class MetaGCSIOManager(dg.ConfigurableIOManager):
         )
         self._ensure_listed_objects_exist(location, manifest)
         removed = self.store.commit(location, manifest)
-        context.log.info(
+        note(
             f"Committed {location.manifest_uri}: {manifest.records} record(s) in "
             f"{len(manifest.objects)} object(s); removed {len(removed)} superseded object(s)"
         )
