@@ -201,14 +201,14 @@ def test_local_dagster_yaml_queues_runs_per_account_and_retries_crashed_runs(
 ) -> None:
     shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
-        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert type(instance.run_coordinator).__name__ == "AccountTaggingRunCoordinator"
         assert type(instance.run_storage).__name__ == "SqliteRunStorage"
         config = instance.get_concurrency_config()
         queue = config.run_queue_config
         assert queue is not None
         assert queue.tag_concurrency_limits == [
             {
-                "key": "dagster/partition/account",
+                "key": "meta_pipeline/account",
                 "value": {"applyLimitPerUniqueValue": True},
                 "limit": 1,
             }

@@ -156,7 +156,8 @@ def test_new_account_runs_resolve_to_the_extract_job_with_the_account_tag(
     assert requests
     for request in requests:
         account, _, _ = str(request.partition_key).partition("|")
-        assert request.tags[ACCOUNT_TAG] == account  # the tag the per-account limit keys on
+        # The run coordinator derives the per-account limit's tag from it.
+        assert request.tags[ACCOUNT_TAG] == account
         assert request.tags["meta/trigger"] == "new_ad_account"
 
 

@@ -55,8 +55,28 @@ def extraction_asset(
     )
 
 
+# Run tags of a range run, and the prefix of Dagster's per-dimension partition tags.
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+DIMENSION_TAG_PREFIX = "dagster/partition/"
+
+
 def step_partitions(context: dg.AssetExecutionContext) -> list[AccountDay]:
     """The partitions this step materializes, validated, in key order (account, then day)."""
+    tags = context.run.tags
+    stray = sorted(tag for tag in tags if tag.startswith(DIMENSION_TAG_PREFIX))
+    if RANGE_START_TAG in tags and stray:
+        # Dagster 1.13's job backfills copy the first partition's dimension tags onto every
+        # range run, and those win over the range: each run would silently redo one partition.
+        raise dg.Failure(
+            description=(
+                f"Run {context.run.run_id} carries a partition range and the partition tags "
+                f"{', '.join(f'{t}={tags[t]}' for t in stray)}, so Dagster would materialize "
+                "that one partition instead of the range. Backfills launched from a job's "
+                "page do this with Dagster 1.13: launch the backfill from the asset graph or "
+                "an asset's page (Materialize, select the partitions) instead."
+            ),
+            allow_retries=False,
+        )
     return sorted(
         (parse_partition_key(key) for key in context.partition_keys),
         key=lambda part: part.partition_key,

@@ -19,7 +19,7 @@ import dagster as dg
 import pytest
 
 from meta_pipeline.assets.checks import RECONCILES, UNIQUE_KEYS
-from meta_pipeline.run_coordinator import ACCOUNT_TAG, range_account_tags
+from meta_pipeline.run_coordinator import ACCOUNT_TAG, account_tags
 from meta_pipeline.simulator import SimulatorConfig
 from meta_pipeline_tests.assets.conftest import (
     DAGSTER_CLI,
@@ -191,16 +191,20 @@ def test_a_range_run_killed_midway_keeps_the_days_it_committed(
     assert sorted(_materializations(pipeline, INSIGHTS)) == partitions
 
 
-def test_the_run_queue_tags_a_one_account_range_run_with_its_account() -> None:
+def test_the_run_queue_tags_every_run_with_its_one_account() -> None:
     one_account = {RANGE_START: "act_12|2026-11-01", RANGE_END: "act_12|2026-11-30"}
-    assert range_account_tags(one_account) == {ACCOUNT_TAG: "act_12"}
-    assert ACCOUNT_TAG == "dagster/partition/account"
+    assert account_tags(one_account) == {ACCOUNT_TAG: "act_12"}
+    assert account_tags({"dagster/partition/account": "act_7"}) == {ACCOUNT_TAG: "act_7"}
+    # A range wins over partition tags (a job backfill's range runs carry its first partition's).
+    stray = {**one_account, "dagster/partition/account": "act_7"}
+    assert account_tags(stray) == {ACCOUNT_TAG: "act_12"}
+    # Never Dagster's own partition tag: a range run carrying it would read as one partition.
+    assert not ACCOUNT_TAG.startswith("dagster/partition")
     # One day of several accounts has no single account to tag.
-    assert (
-        range_account_tags({RANGE_START: "act_1|2026-11-01", RANGE_END: "act_9|2026-11-01"}) == {}
-    )
-    # Single-partition runs already carry it; runs without a range have nothing to tag.
-    assert range_account_tags({**one_account, ACCOUNT_TAG: "act_12"}) == {}
-    assert range_account_tags({}) == {}
+    assert account_tags({RANGE_START: "act_1|2026-11-01", RANGE_END: "act_9|2026-11-01"}) == {}
+    # Already tagged, or nothing to go by.
+    assert account_tags({**one_account, ACCOUNT_TAG: "act_12"}) == {}
+    assert account_tags({}) == {}
     # A hostile key is not tagged (the run itself fails, naming the key).
-    assert range_account_tags({RANGE_START: "act_1/../x|2026-11-01", RANGE_END: "x"}) == {}
+    assert account_tags({RANGE_START: "act_1/../x|2026-11-01", RANGE_END: "x"}) == {}
+    assert account_tags({"dagster/partition/account": "act_1\n#"}) == {}

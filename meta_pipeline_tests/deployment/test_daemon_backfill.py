@@ -1,16 +1,14 @@
 """A backfill of 3 accounts x 5 days through dagster-daemon on the production instance.
 
-Real PostgreSQL (deploy/dagster.yaml unchanged), real ``dagster-daemon run`` with the queued run
-coordinator and the one-run-per-account limit, runs launched by the daemon against the Graph API
-simulator and the GCS emulator over HTTP.
+Real PostgreSQL (deploy/dagster.yaml unchanged: pooled storage, the account-tagging queue and
+the one-run-per-account limit), real ``dagster-daemon run``, runs launched by the daemon against
+the Graph API simulator and the GCS emulator over HTTP.
 
-The backfill is submitted the way the UI's "Launch backfill" does for a partitioned job: a
-``PartitionBackfill`` on the job's partition set, stored in the instance, which the daemon's
-backfill loop turns into one queued run per partition. (``dagster job backfill`` works too but
-enqueues the runs itself and takes no run config.) The run config picks the in-process executor:
-one process per run instead of one per step keeps 15 runs inside the test's time on 2 cores,
-and what is under test is the scheduling of runs, not of steps.
-"""
+The backfill is submitted the way the UI does, on the asset graph or on the ``meta_extract``
+job's partition set: a ``PartitionBackfill`` stored in the instance, which the daemon's backfill
+loop turns into one queued range run per account (the assets' single-run backfill policy). The
+run config picks the in-process executor (one process per run instead of one per step, on 2
+cores): what is under test is the scheduling of runs, not of steps."""
 
 from __future__ import annotations
 
@@ -21,7 +19,6 @@ import os
 import signal
 import subprocess
 import time
-from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +39,6 @@ from meta_pipeline.simulator import Simulator, SimulatorConfig, run_simulator
 from meta_pipeline_tests.assets.conftest import (
     DAGSTER_CLI,
     expected_insight_keys,
-    expected_object_ids,
 )
 from meta_pipeline_tests.deployment.conftest import (
     ROOT,
@@ -52,7 +48,7 @@ from meta_pipeline_tests.deployment.conftest import (
 
 TOKEN = "deploy-secret-token-91b2e7"
 DAGSTER_DAEMON = str(Path(DAGSTER_CLI).parent / "dagster-daemon")
-ACCOUNT_TAG = "dagster/partition/account"
+ACCOUNT_TAG = "meta_pipeline/account"
 BACKFILL_TAG = "dagster/backfill"
 CODE_LOCATION = "meta_pipeline.definitions"
 POOL = "meta_api"
@@ -186,109 +182,19 @@ def _failure_report(deployment: Deployment, runs: list[dg.DagsterRun]) -> str:
     lines = []
     for run in runs:
         if run.status != dg.DagsterRunStatus.SUCCESS:
-            lines.append(f"run {run.run_id} {run.tags.get('dagster/partition')}: {run.status}")
+            partition = run.tags.get("dagster/partition") or run.tags.get(RANGE_START_TAG)
+            lines.append(f"run {run.run_id} {partition}: {run.status}")
             for record in deployment.instance.all_logs(run.run_id):
                 event = record.dagster_event
                 if event is not None and event.is_failure:
                     lines.append(f"  {event.event_type_value}: {record.message[:800]}")
+                    error = getattr(event.event_specific_data, "error", None)
+                    while error is not None:  # the root cause is the last link of the chain
+                        lines.append(f"    {error.message.strip()[:800]}")
+                        error = error.cause
     lines.append(_timeline(deployment.instance, dg.RunsFilter(run_ids=[r.run_id for r in runs])))
     lines.append("daemon log tail:\n" + deployment.daemon_tail())
     return "\n".join(lines).replace(TOKEN, "<token>")
-
-
-@pytest.mark.timeout(240)
-def test_daemon_backfill_materializes_every_partition_one_run_per_account_at_a_time(
-    deployment: Deployment,
-) -> None:
-    world = deployment.sim.world
-    accounts = [a.id for a in world.accounts]
-    assert len(accounts) == 3
-    days = [dt.date.today() - dt.timedelta(days=age) for age in range(DAYS + 1, 1, -1)]
-    # Day-major, as the UI lists a date range: the daemon creates runs in this order, so every
-    # account has a queued run early and the accounts can start together.
-    partitions = [f"{a}|{d.isoformat()}" for d in days for a in accounts]
-
-    backfill_id = submit_job_backfill(
-        deployment.instance,
-        "meta_extract",
-        partitions,
-        run_config={"execution": {"config": {"in_process": {}}}},
-    )
-    backfill_filter = dg.RunsFilter(tags={BACKFILL_TAG: backfill_id})
-
-    instance = deployment.instance
-    deadline = time.monotonic() + BACKFILL_DEADLINE_SECONDS
-    while True:
-        runs = list(instance.get_runs(filters=backfill_filter))
-        covered = {r.tags.get("dagster/partition") for r in runs}
-        # A run retry (run_retries) would add runs of a partition: wait for every run, then
-        # require them all to have succeeded.
-        if covered >= set(partitions) and all(r.is_finished for r in runs):
-            break
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"backfill unfinished after {BACKFILL_DEADLINE_SECONDS}s:\n"
-                + _timeline(instance, backfill_filter)
-                + "\n"
-                + deployment.daemon_tail()
-            )
-        time.sleep(1)
-
-    assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), _failure_report(
-        deployment, runs
-    )
-    backfill = instance.get_backfill(backfill_id)
-    assert backfill is not None and backfill.error is None
-    assert sorted(r.tags["dagster/partition"] for r in runs) == sorted(partitions), (
-        "one run per partition, none retried"
-    )
-    for run in runs:
-        account, _ = run.tags["dagster/partition"].split("|")
-        # The tag the per-account limit keys on: without it the limit would not apply.
-        assert run.tags[ACCOUNT_TAG] == account
-        # Submitted to the queued coordinator (so the daemon's limits applied), not launched.
-        enqueued = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_ENQUEUED)
-        assert enqueued, f"run {run.run_id} never went through the queue"
-
-    # Every asset partition materialized, as the instance (PostgreSQL) records it.
-    for asset in [*EXTRACTED, "daily_campaign_spend"]:
-        materialized = instance.get_materialized_partitions(dg.AssetKey(["meta", asset]))
-        assert set(partitions) <= set(materialized), asset
-
-    # No two runs of the same account overlapped in time; different accounts did run at once.
-    records = instance.get_run_records(filters=backfill_filter)
-    spans: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for record in records:
-        assert record.start_time is not None and record.end_time is not None
-        spans[record.dagster_run.tags[ACCOUNT_TAG]].append((record.start_time, record.end_time))
-    assert sorted(spans) == sorted(accounts)
-    for account, intervals in spans.items():
-        intervals.sort()
-        for (_, end), (start, _) in itertools.pairwise(intervals):
-            assert start >= end, f"two runs of {account} overlapped: {intervals}"
-    every = sorted((start, end, account) for account, ivs in spans.items() for start, end in ivs)
-    assert any(
-        b_start < a_end and a_acc != b_acc
-        for i, (_, a_end, a_acc) in enumerate(every)
-        for b_start, _, b_acc in every[i + 1 :]
-    ), "accounts never ran in parallel: the limit should be per account, not global"
-
-    # What landed in GCS equals what the simulator serves: every partition's insights and ads.
-    insights = dg.AssetKey(["meta", "insights"])
-    for account in accounts:
-        for day in days:
-            partition = f"{account}|{day.isoformat()}"
-            manifest = deployment.store.read_manifest(insights, partition)
-            assert manifest is not None, partition
-            rows = list(deployment.store.iter_records(insights, partition))
-            keys = [(str(r["ad_id"]), str(r["date_start"])) for r in rows]
-            assert len(keys) == len(set(keys)), partition
-            assert set(keys) == expected_insight_keys(deployment.sim, account, day), partition
-            ads = {str(r["id"]) for r in deployment.store.iter_records(["meta", "ads"], partition)}
-            assert ads == expected_object_ids(deployment.sim, account, "ads", day), partition
-    assert any(expected_insight_keys(deployment.sim, a, d) for a in accounts for d in days), (
-        "the sample is not empty"
-    )
 
 
 def submit_job_backfill(
@@ -326,3 +232,143 @@ def submit_job_backfill(
             )
         )
     return backfill_id
+
+
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def submit_asset_backfill(
+    instance: dg.DagsterInstance, partition_names: list[str], run_config: dict[str, Any]
+) -> str:
+    """Store a backfill of every asset, as the UI's "Materialize" on the asset graph does."""
+    from meta_pipeline.definitions import defs
+
+    asset_graph = defs.resolve_asset_graph()
+    backfill_id = make_new_backfill_id()
+    instance.add_backfill(
+        PartitionBackfill.from_asset_partitions(
+            backfill_id=backfill_id,
+            asset_graph=asset_graph,
+            partition_names=partition_names,
+            asset_selection=[
+                key for key in asset_graph.materializable_asset_keys if key.path[0] == "meta"
+            ],
+            backfill_timestamp=time.time(),
+            tags={},
+            dynamic_partitions_store=instance,
+            all_partitions=False,
+            title=None,
+            description=None,
+            run_config=run_config,
+        )
+    )
+    return backfill_id
+
+
+@pytest.mark.timeout(240)
+def test_backfill_runs_each_accounts_days_in_one_run_one_run_per_account_at_a_time(
+    deployment: Deployment,
+) -> None:
+    """The backfill policy batches an account's days into one run. The queue still sees each
+    run's account (AccountTaggingRunCoordinator), accounts run side by side, and each day is its
+    own committed partition."""
+    instance = deployment.instance
+    accounts = [a.id for a in deployment.sim.world.accounts]
+    assert len(accounts) == 3
+    days = [dt.date.today() - dt.timedelta(days=age) for age in range(DAYS + 1, 1, -1)]
+    # Day-major, as the UI lists a date range.
+    partitions = [f"{a}|{d.isoformat()}" for d in days for a in accounts]
+    assert len(days) > len(accounts), "Dagster groups a backfill by the dimension with fewer keys"
+
+    # The in-process executor: one process per run instead of one per step (2 cores).
+    run_config = {"execution": {"config": {"in_process": {}}}}
+    backfill_id = submit_asset_backfill(instance, partitions, run_config)
+    backfill_filter = dg.RunsFilter(tags={BACKFILL_TAG: backfill_id})
+    deadline = time.monotonic() + BACKFILL_DEADLINE_SECONDS
+    while True:
+        backfill = instance.get_backfill(backfill_id)
+        runs = list(instance.get_runs(filters=backfill_filter))
+        done = backfill is not None and backfill.status != BulkActionStatus.REQUESTED
+        if done and all(r.is_finished for r in runs):
+            break
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"asset backfill unfinished after {BACKFILL_DEADLINE_SECONDS}s:\n"
+                + _timeline(instance, backfill_filter)
+                + "\n"
+                + deployment.daemon_tail()
+            )
+        time.sleep(1)
+
+    assert backfill is not None and backfill.status == BulkActionStatus.COMPLETED_SUCCESS, (
+        _failure_report(deployment, runs)
+    )
+    assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), _failure_report(
+        deployment, runs
+    )
+    # One run per account, covering all its days, and tagged with it for the queue's limit.
+    assert len(runs) == len(accounts), _timeline(instance, backfill_filter)
+    for run in runs:
+        account = run.tags[ACCOUNT_TAG]
+        assert run.tags[RANGE_START_TAG] == f"{account}|{days[0].isoformat()}"
+        assert run.tags[RANGE_END_TAG] == f"{account}|{days[-1].isoformat()}"
+        assert instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_ENQUEUED)
+    assert sorted(r.tags[ACCOUNT_TAG] for r in runs) == sorted(accounts)
+    # Different accounts ran at once (the limit is per account, not global).
+    records = instance.get_run_records(filters=backfill_filter)
+    spans = sorted(
+        (r.start_time or 0.0, r.end_time or 0.0, r.dagster_run.tags[ACCOUNT_TAG]) for r in records
+    )
+    assert any(b_start < a_end for (_, a_end, _), (b_start, _, _) in itertools.pairwise(spans)), (
+        f"accounts never ran in parallel: {spans}"
+    )
+
+    for asset in [*EXTRACTED, "daily_campaign_spend"]:
+        materialized = instance.get_materialized_partitions(dg.AssetKey(["meta", asset]))
+        assert set(partitions) <= set(materialized), asset
+    insights = dg.AssetKey(["meta", "insights"])
+    run_of_account = {r.tags[ACCOUNT_TAG]: r.run_id for r in runs}
+    for account in accounts:
+        for day in days:
+            partition = f"{account}|{day.isoformat()}"
+            manifest = deployment.store.read_manifest(insights, partition)
+            assert manifest is not None and manifest.run_id == run_of_account[account]
+            keys = [
+                (str(r["ad_id"]), str(r["date_start"]))
+                for r in deployment.store.iter_records(insights, partition)
+            ]
+            assert len(keys) == len(set(keys)), partition
+            assert set(keys) == expected_insight_keys(deployment.sim, account, day), partition
+
+
+@pytest.mark.timeout(240)
+def test_a_job_page_backfill_fails_clearly_instead_of_redoing_one_partition(
+    deployment: Deployment,
+) -> None:
+    """Dagster 1.13 gives a job backfill's range runs the first partition's dimension tags,
+    which win over the range: every run would quietly materialize that one partition. The
+    assets refuse such a run before any request or write, naming the tags and the way out."""
+    instance = deployment.instance
+    accounts = [a.id for a in deployment.sim.world.accounts]
+    days = [dt.date.today() - dt.timedelta(days=age) for age in range(DAYS + 1, 1, -1)]
+    partitions = [f"{a}|{d.isoformat()}" for d in days for a in accounts]
+    run_config = {"execution": {"config": {"in_process": {}}}}
+    backfill_id = submit_job_backfill(instance, "meta_extract", partitions, run_config)
+    backfill_filter = dg.RunsFilter(tags={BACKFILL_TAG: backfill_id})
+    deadline = time.monotonic() + BACKFILL_DEADLINE_SECONDS
+    while True:
+        runs = list(instance.get_runs(filters=backfill_filter))
+        backfill = instance.get_backfill(backfill_id)
+        done = backfill is not None and backfill.status != BulkActionStatus.REQUESTED
+        if done and runs and all(r.is_finished for r in runs):
+            break
+        assert time.monotonic() < deadline, _timeline(instance, backfill_filter)
+        time.sleep(1)
+
+    assert runs and all(r.status == dg.DagsterRunStatus.FAILURE for r in runs)
+    report = _failure_report(deployment, runs)
+    assert "launch the backfill from the asset graph" in report, report
+    # Refused before anything was fetched or stored.
+    assert deployment.sim.stats()["requests_total"] == 0
+    assert not list(deployment.store.committed_partitions(dg.AssetKey(["meta", "insights"])))

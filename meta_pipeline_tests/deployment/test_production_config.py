@@ -23,7 +23,7 @@ from meta_pipeline_tests.deployment.conftest import (
 )
 
 ACCOUNT_LIMIT = {
-    "key": "dagster/partition/account",
+    "key": "meta_pipeline/account",
     "value": {"applyLimitPerUniqueValue": True},
     "limit": 1,
 }
@@ -61,7 +61,7 @@ def test_production_instance_stores_in_postgres_with_the_local_queue_limits_and_
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
         assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
         production = _limits(instance)
-        assert production["coordinator"] == "QueuedRunCoordinator"
+        assert production["coordinator"] == "AccountTaggingRunCoordinator"
         assert production["tag_concurrency_limits"] == [ACCOUNT_LIMIT]
         assert production["max_concurrent_runs"] == 8
         assert production["pool_default_limit"] == 4
@@ -160,16 +160,16 @@ def test_helm_values_carry_the_production_instance_settings() -> None:
     assert pools["granularity"] == instance["concurrency"]["pools"]["granularity"]
 
     daemon = values["dagsterDaemon"]
-    assert daemon["runCoordinator"]["type"] == "QueuedRunCoordinator"
-    blocking = daemon["runCoordinator"]["config"]["queuedRunCoordinator"][
-        "blockOpConcurrencyLimitedRuns"
-    ]
-    enabled = instance["run_coordinator"]["config"]["block_op_concurrency_limited_runs"]["enabled"]
-    assert blocking["enabled"] is enabled is False
-    queue = daemon["runCoordinator"]["config"]["queuedRunCoordinator"]
-    coordinator = instance["run_coordinator"]["config"]
-    assert queue["dequeueUseThreads"] is coordinator["dequeue_use_threads"] is True
-    assert queue["dequeueNumWorkers"] == coordinator["dequeue_num_workers"]
+    coordinator = daemon["runCoordinator"]
+    assert coordinator["type"] == "CustomRunCoordinator"
+    custom = coordinator["config"]["customRunCoordinator"]
+    assert (custom["module"], custom["class"]) == (
+        instance["run_coordinator"]["module"],
+        instance["run_coordinator"]["class"],
+    )
+    # The same queue settings as deploy/dagster.yaml, key for key.
+    assert custom["config"] == instance["run_coordinator"]["config"]
+    assert custom["config"]["block_op_concurrency_limited_runs"]["enabled"] is False
     retries = instance["run_retries"]
     assert daemon["runRetries"] == {
         "enabled": retries["enabled"],

@@ -96,12 +96,12 @@ def test_row18_the_queue_allows_one_run_per_account(tmp_path: Path) -> None:
     home.mkdir()
     (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert type(instance.run_coordinator).__name__ == "AccountTaggingRunCoordinator"
         limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
-        account_limits = [limit for limit in limits if limit["key"] == "dagster/partition/account"]
+        account_limits = [limit for limit in limits if limit["key"] == "meta_pipeline/account"]
         assert account_limits == [
             {
-                "key": "dagster/partition/account",
+                "key": "meta_pipeline/account",
                 "value": {"applyLimitPerUniqueValue": True},
                 "limit": 1,
             }
