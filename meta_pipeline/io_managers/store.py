@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import logging
+import operator
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -142,8 +143,8 @@ def parse_ndjson_block(block: bytes) -> list[JsonDict]:
 
 
 class FieldReader:
-    """Decodes only some top-level fields of each record: a tuple of their values per
-    record, ``None`` for a missing one (what ``record.get`` gives)."""
+    """Decodes only some top-level fields of each record, ``None`` for a missing one (what
+    ``record.get`` gives); the rest of each line is skipped, though validated as JSON."""
 
     def __init__(self, fields: Sequence[str]) -> None:
         self.fields = tuple(fields)
@@ -154,11 +155,19 @@ class FieldReader:
             rename=dict(zip(names, self.fields, strict=True)),
         )
         self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(row)
-        self._values = msgspec.structs.astuple
+        self._getters = [operator.attrgetter(name) for name in names]
 
     def rows(self, block: bytes) -> list[tuple[Any, ...]]:
-        astuple = self._values
-        return [astuple(row) for row in _decode_lines(self._decoder, block)]
+        """A tuple of the fields' values per record."""
+        rows = _decode_lines(self._decoder, block)
+        if not self._getters:
+            return [()] * len(rows)
+        return list(zip(*(list(map(get, rows)) for get in self._getters), strict=True))
+
+    def columns(self, block: bytes) -> list[list[Any]]:
+        """One list of values per field, in record order (built in C, no loop per record)."""
+        rows = _decode_lines(self._decoder, block)
+        return [list(map(get, rows)) for get in self._getters]
 
 
 def iter_ndjson_blocks(data: bytes) -> Iterator[bytes]:
@@ -423,14 +432,26 @@ class PartitionStore:
     def iter_manifest_fields(
         self, location: PartitionLocation, manifest: Manifest, fields: Sequence[str]
     ) -> Iterator[list[tuple[Any, ...]]]:
-        """Only ``fields`` of every committed record, as tuples, in lists of about 1 MiB of
-        NDJSON: every object is read and checksummed and every line decoded as JSON, at a
-        third of the CPU of building each record (what checks need)."""
+        """Only ``fields`` of every committed record, a tuple per record, in lists of about
+        1 MiB of NDJSON (see :meth:`iter_manifest_columns`)."""
         reader = FieldReader(fields)
         for stored in manifest.objects:
             data = self._read_listed(location, stored)
             for block in iter_ndjson_blocks(data):
                 yield reader.rows(block)
+
+    def iter_manifest_columns(
+        self, location: PartitionLocation, manifest: Manifest, fields: Sequence[str]
+    ) -> Iterator[list[list[Any]]]:
+        """Only ``fields`` of every committed record, one list of values per field, for
+        about 1 MiB of NDJSON at a time: every object is read and checksummed and every
+        line decoded as JSON, at a third of the CPU of building each record (what checks
+        need)."""
+        reader = FieldReader(fields)
+        for stored in manifest.objects:
+            data = self._read_listed(location, stored)
+            for block in iter_ndjson_blocks(data):
+                yield reader.columns(block)
 
     def _read_listed(self, location: PartitionLocation, stored: StoredObject) -> bytes:
         name = location.object_name(stored.path)

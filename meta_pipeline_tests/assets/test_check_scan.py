@@ -88,3 +88,52 @@ def test_a_clean_partition_passes_without_sums(store: PartitionStore) -> None:
     assert sums is None
     results, _ = _results(store, rows + rows[:1], ("id",), totals=False)
     assert not results[checks.UNIQUE_KEYS].passed
+
+
+def test_key_batches_give_what_record_by_record_gives() -> None:
+    def one_by_one(keys: list[tuple], width: int) -> tuple[int, list[str]]:
+        tracker = checks.KeyTracker([f"c{i}" for i in range(width)])
+        for k in keys:
+            tracker.add_keys([k])
+        return tracker.duplicates, tracker.examples
+
+    batches = [
+        [("1", "a"), ("2", "a"), ("3", "a")],  # fresh
+        [("4", "a"), ("1", "a")],  # repeats an earlier batch
+        [("5", "a"), ("5", "a")],  # repeats within the batch
+        [("6\x1fa", "b"), ("6", "a\x1fb")],  # separator inside values: not the same key
+        [("7", None), ("7", None), ("8", 8), ("8", "8")],  # non-strings
+    ]
+    tracker = checks.KeyTracker(["c0", "c1"])
+    for batch in batches:
+        tracker.add_keys(batch)
+    flat = [k for batch in batches for k in batch]
+    assert (
+        (tracker.duplicates, tracker.examples)
+        == one_by_one(flat, 2)
+        == (
+            3,
+            ['["1", "a"]', '["5", "a"]', '["7", null]'],
+        )
+    )
+
+
+def test_spend_columns_sum_to_what_record_by_record_sums() -> None:
+    cases = [
+        (["0.10", "0.20", "1e-3"], ["3", "4", "5"]),  # the usual: summed in C
+        (["0.10", "", "x"], ["3", "4.0", ""]),  # strings Decimal or int refuse
+        (["0.10", None, 0.2], ["3", 4, None]),  # not strings
+    ]
+    for spends, impressions in cases:
+        by_columns, by_rows = checks.SpendTotals(), checks.SpendTotals()
+        by_columns.add_columns(spends, impressions)
+        by_rows.add_values(zip(spends, impressions, strict=True))
+        assert (by_columns.spend, by_columns.impressions) == (by_rows.spend, by_rows.impressions)
+    assert by_rows.spend == Decimal("0.3") and by_rows.impressions == 7
+
+
+@pytest.mark.timeout(60)
+def test_a_partition_without_a_primary_key_counts_every_repeat(store: PartitionStore) -> None:
+    results, sums = _results(store, [{"id": "1"}, {"id": "2"}, {"id": "3"}], (), totals=True)
+    assert results[checks.UNIQUE_KEYS].metadata["duplicates"].value == 2
+    assert sums is not None and sums.spend == 0
