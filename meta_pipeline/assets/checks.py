@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 import dagster as dg
 
@@ -95,35 +96,86 @@ def completeness_result(key: dg.AssetKey, manifest: Manifest) -> dg.AssetCheckRe
     )
 
 
+class KeyTracker:
+    """Primary keys seen so far; counts the records that repeat one, with a few examples."""
+
+    def __init__(self, primary_key: Sequence[str]) -> None:
+        self.primary_key = tuple(primary_key)
+        self.duplicates = 0
+        self.examples: list[str] = []
+        # One compact string per key (the sets hold every key of the partition): string
+        # values joined by a control character, cheaper than JSON; anything else (numbers,
+        # missing values, a value holding the separator) as JSON, in a set of its own.
+        self._joined: set[str] = set()
+        self._as_json: set[str] = set()
+
+    def add(self, records: Iterable[JsonDict]) -> None:
+        primary_key = self.primary_key
+        self.add_keys([record.get(column) for column in primary_key] for record in records)
+
+    def add_keys(self, keys: Iterable[Sequence[Any]]) -> None:
+        """The primary key values of each record, in primary key order."""
+        batch = keys if isinstance(keys, list) else list(keys)
+        separators = len(self.primary_key) - 1
+        if batch and separators >= 0:
+            # The usual batch, all string values, no separator in them, no key seen before:
+            # joined, counted and compared in C. Anything else goes record by record.
+            try:
+                joined = list(map("\x1f".join, batch))
+            except TypeError:
+                joined = None
+            if joined is not None and "".join(joined).count("\x1f") == separators * len(joined):
+                fresh = set(joined)
+                if len(fresh) == len(joined) and self._joined.isdisjoint(fresh):
+                    self._joined |= fresh
+                    return
+        self._add_each(batch)
+
+    def _add_each(self, keys: Iterable[Sequence[Any]]) -> None:
+        joined_seen = self._joined
+        separators = len(self.primary_key) - 1
+        for values in keys:
+            try:
+                joined = "\x1f".join(values)
+            except TypeError:  # a value that is not a string
+                joined = None
+            if joined is not None and joined.count("\x1f") == separators:
+                if joined in joined_seen:
+                    self._repeat(values)
+                else:
+                    joined_seen.add(joined)
+                continue
+            value = json.dumps(list(values), default=str)
+            if value in self._as_json:
+                self._repeat(values)
+            else:
+                self._as_json.add(value)
+
+    def _repeat(self, values: Sequence[Any]) -> None:
+        self.duplicates += 1
+        if len(self.examples) < 5:
+            self.examples.append(json.dumps(list(values), default=str))
+
+
 def duplicate_keys(
     records: Iterable[JsonDict], primary_key: Sequence[str]
 ) -> tuple[int, list[str]]:
     """How many records repeat an earlier primary key, and a few examples."""
-    seen: set[str] = set()
-    duplicates = 0
-    examples: list[str] = []
-    for record in records:
-        values = [record.get(column) for column in primary_key]
-        # One compact string per key (the set holds every key of the partition): string
-        # values joined by a control character, cheaper than JSON; anything else (numbers,
-        # missing values, a value holding the separator) as JSON, which never starts with \x1e.
-        if all(type(v) is str and "\x1f" not in v for v in values):
-            value = "\x1e" + "\x1f".join(map(str, values))
-        else:
-            value = json.dumps(values, default=str)
-        if value in seen:
-            duplicates += 1
-            if len(examples) < 5:
-                examples.append(json.dumps(values, default=str))
-        else:
-            seen.add(value)
-    return duplicates, examples
+    tracker = KeyTracker(primary_key)
+    tracker.add(records)
+    return tracker.duplicates, tracker.examples
 
 
 def unique_keys_result(
-    key: dg.AssetKey, manifest: Manifest, records: Iterable[JsonDict]
+    key: dg.AssetKey, manifest: Manifest, records: Iterable[JsonDict] | KeyTracker
 ) -> dg.AssetCheckResult:
-    duplicates, examples = duplicate_keys(records, manifest.primary_key)
+    """From ``records``, or from a tracker that has already seen them."""
+    if isinstance(records, KeyTracker):
+        tracker = records
+    else:
+        tracker = KeyTracker(manifest.primary_key)
+        tracker.add(records)
+    duplicates, examples = tracker.duplicates, tracker.examples
     return dg.AssetCheckResult(
         asset_key=key,
         check_name=UNIQUE_KEYS,
@@ -171,9 +223,51 @@ class SpendTotals:
     def tally(self, records: Iterable[JsonDict]) -> Iterator[JsonDict]:
         """Pass ``records`` through, adding each to the totals (one read of the partition)."""
         for row in records:
-            self.spend += _decimal(row.get("spend"))
-            self.impressions += int(_decimal(row.get("impressions")))
+            self.add((row,))
             yield row
+
+    def add(self, records: Iterable[JsonDict]) -> None:
+        """Add the records to the totals."""
+        self.add_values((row.get("spend"), row.get("impressions")) for row in records)
+
+    def add_columns(self, spends: list[Any], impressions: list[Any]) -> None:
+        """Add the records' spend and impressions values, given column by column.
+
+        The usual batch (string values that ``Decimal`` and ``int`` take) is summed in C,
+        in record order, to the very sums :meth:`add_values` makes; anything else goes
+        record by record.
+        """
+        spend, total = self.spend, self.impressions
+        try:
+            if set(map(type, spends)) <= {str} and set(map(type, impressions)) <= {str}:
+                spend = sum(map(Decimal, spends), spend)
+                total += sum(map(int, impressions))
+                self.spend, self.impressions = spend, total
+                return
+        except (InvalidOperation, ValueError):
+            pass
+        self.add_values(zip(spends, impressions, strict=True))
+
+    def add_values(self, values: Iterable[Sequence[Any]]) -> None:
+        """Add (spend, impressions) of each record: the sums of ``_decimal`` of every value
+        (the usual string values take a shortcut to the same Decimal and int)."""
+        spend, impressions = self.spend, self.impressions
+        for row_spend, row_impressions in values:
+            if type(row_spend) is str:
+                try:
+                    spend += Decimal(row_spend)
+                except InvalidOperation:
+                    spend += _decimal(row_spend)
+            else:
+                spend += _decimal(row_spend)
+            if type(row_impressions) is str:
+                try:
+                    impressions += int(row_impressions)
+                except ValueError:  # "12.0", "" and the like
+                    impressions += int(_decimal(row_impressions))
+            else:
+                impressions += int(_decimal(row_impressions))
+        self.spend, self.impressions = spend, impressions
 
 
 def reconciliation_result(
@@ -189,8 +283,7 @@ def reconciliation_result(
         totals = records
     else:
         totals = SpendTotals()
-        for _ in totals.tally(records):
-            pass
+        totals.add(records)
     spend, impressions = totals.spend, totals.impressions
     answer = client.get(
         f"{account_id}/insights",
@@ -241,6 +334,24 @@ def common_results(
         raise RuntimeError(f"{location.manifest_uri} is missing right after the commit")
     if completeness:
         yield completeness_result(key, manifest)
-    records = store.iter_manifest_records(location, manifest)
-    yield unique_keys_result(key, manifest, totals.tally(records) if totals else records)
+    # One pass over what GCS holds: every object read, checksummed and decoded line by
+    # line, only the fields the checks use built into values (keys, and spend and
+    # impressions when asked for), column by column.
+    key_columns = tuple(manifest.primary_key)
+    sum_columns = ("spend", "impressions") if totals is not None else ()
+    fields = list(dict.fromkeys(key_columns + sum_columns))
+    key_at = [fields.index(c) for c in key_columns]
+    sum_at = [fields.index(c) for c in sum_columns]
+    tracker = KeyTracker(key_columns)
+    if not key_columns:  # no key (every record after the first repeats it): whole records
+        for batch in store.iter_manifest_batches(location, manifest):
+            tracker.add(batch)
+            if totals is not None:
+                totals.add(batch)
+    else:
+        for columns in store.iter_manifest_columns(location, manifest, fields):
+            tracker.add_keys(list(zip(*(columns[i] for i in key_at), strict=True)))
+            if totals is not None:
+                totals.add_columns(columns[sum_at[0]], columns[sum_at[1]])
+    yield unique_keys_result(key, manifest, tracker)
     yield accuracy_result(key, manifest, min_accuracy)

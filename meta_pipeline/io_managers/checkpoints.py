@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import dagster as dg
@@ -189,14 +189,21 @@ def decide_resume(
     checkpoint, storage_id = found
     if checkpoint.reset_reason:
         return ResumeDecision(None, f"last checkpoint was reset ({checkpoint.reset_reason})")
+    if not checkpoint.complete and checkpoint.pages > 0 and checkpoint.resume_state is None:
+        # Only a stream's last page has no resume state: when that page filled an object, its
+        # checkpoint covers the whole stream even if the complete one was never logged. Opening
+        # the source at None would start over on top of these objects and duplicate them.
+        checkpoint = replace(checkpoint, complete=True)
     materialized_after = instance.fetch_materializations(
         dg.AssetRecordsFilter(
             asset_key=asset_key, asset_partitions=[partition_key], after_storage_id=storage_id
         ),
-        limit=2,
+        limit=_SCAN_PAGE_SIZE,
     )
     if materialized_after.records:
-        if _committed_by_unfinished_step(instance, checkpoint, materialized_after.records):
+        if not materialized_after.has_more and _committed_by_unfinished_steps(
+            instance, checkpoint, materialized_after.records
+        ):
             # Killed after its own commit (during the checks, say): the stream was complete
             # and is committed; commit it again instead of fetching the partition anew.
             return ResumeDecision(
@@ -219,22 +226,28 @@ def decide_resume(
     )
 
 
-def _committed_by_unfinished_step(
+def _committed_by_unfinished_steps(
     instance: dg.DagsterInstance,
     checkpoint: Checkpoint,
     materializations: Sequence[dg.EventLogRecord],
 ) -> bool:
-    """The only materialization after a complete checkpoint is its own, by a failed run."""
-    if not checkpoint.complete or len(materializations) != 1:
+    """Every materialization after a complete checkpoint is its own, by a run that failed.
+
+    One per step attempt that was killed after committing (a re-commit killed during the
+    checks adds another): the same attempt, so committing it again is still exact.
+    """
+    if not checkpoint.complete:
         return False
-    [record] = materializations
-    event = record.asset_materialization
-    attempt = event.metadata.get("attempt_id") if event is not None else None
-    if not isinstance(attempt, dg.TextMetadataValue) or attempt.value != checkpoint.attempt_id:
-        return False
-    # A re-execution of a run that succeeded is a refresh: fetch anew.
-    run = instance.get_run_by_id(record.run_id)
-    return run is not None and run.status != dg.DagsterRunStatus.SUCCESS
+    for record in materializations:
+        event = record.asset_materialization
+        attempt = event.metadata.get("attempt_id") if event is not None else None
+        if not isinstance(attempt, dg.TextMetadataValue) or attempt.value != checkpoint.attempt_id:
+            return False
+        # A re-execution of a run that succeeded is a refresh: fetch anew.
+        run = instance.get_run_by_id(record.run_id)
+        if run is None or run.status == dg.DagsterRunStatus.SUCCESS:
+            return False
+    return True
 
 
 def describe(objects: Sequence[StoredObject]) -> str:

@@ -43,6 +43,7 @@ class SyntheticPageSource:
     version: str = "v1"
     fail_after_pages: int | None = None
     hang_after_pages: int | None = None
+    fail_at_end: bool = False  # fail when asked for more after the last page
     reject_resume: bool = False
     ledger_pages: tuple[int, ...] = ()
     page_delay_seconds: float = 0.0
@@ -95,6 +96,8 @@ class SyntheticPageSource:
                 total_count=self.pages * self.page_size,
                 failures=failures,
             )
+        if self.fail_at_end:
+            raise SourceFailure("synthetic failure after the last page")
 
 
 def _ledger_entry(page: int) -> LedgerEntry:
@@ -116,6 +119,8 @@ class SyntheticConfig(dg.Config):
     fail_after_pages: int | None = None
     fail_attempts: int = 1  # how many step attempts fail (the asset retries once)
     hang_after_pages: int | None = None
+    fail_at_end: bool = False
+    fail_after_commit: bool = False  # the failing attempts fail once their output is committed
     reject_resume: bool = False
     ledger_pages: list[int] = []
     page_delay_seconds: float = 0.0
@@ -126,7 +131,9 @@ class SyntheticConfig(dg.Config):
     partitions_def=account_day_partitions,
     retry_policy=dg.RetryPolicy(max_retries=1),
 )
-def synthetic(context: dg.AssetExecutionContext, config: SyntheticConfig) -> SyntheticPageSource:
+def synthetic(
+    context: dg.AssetExecutionContext, config: SyntheticConfig
+) -> Iterator[dg.Output[SyntheticPageSource]]:
     first_run = context.run.parent_run_id is None
     inject = first_run and context.retry_number < config.fail_attempts
     source = SyntheticPageSource(
@@ -134,12 +141,16 @@ def synthetic(context: dg.AssetExecutionContext, config: SyntheticConfig) -> Syn
         version=config.version,
         fail_after_pages=config.fail_after_pages if inject else None,
         hang_after_pages=config.hang_after_pages if first_run else None,
+        fail_at_end=config.fail_at_end and inject,
         reject_resume=config.reject_resume,
         ledger_pages=tuple(config.ledger_pages),
         page_delay_seconds=config.page_delay_seconds,
     )
     OPENED_SOURCES.append(source)
-    return source
+    yield dg.Output(source)
+    if inject and config.fail_after_commit:
+        # As a run killed during the checks that follow the commit.
+        raise SourceFailure("synthetic failure after the commit")
 
 
 @dg.asset(

@@ -121,6 +121,43 @@ def test_reexecution_of_a_failed_run_resumes_and_writes_each_page_once(
 
 
 @pytest.mark.timeout(60)
+def test_a_checkpoint_after_the_last_page_is_not_a_fresh_start(
+    instance, store: PartitionStore
+) -> None:
+    # The last page fills object 1, so a checkpoint with no resume state (nothing after
+    # it) is logged before the complete one; the attempt dies in between.
+    result = _execute(instance, pages=4, fail_at_end=True)
+    assert result.success
+    first, retry = synthetic.OPENED_SOURCES
+    assert first.yielded_pages == [0, 1, 2, 3]
+    assert _ids(store) == _expected_ids(4)
+    assert retry.opened_with == [], "the stream was exhausted: nothing to fetch again"
+    meta = _materialization_metadata(result)
+    assert meta["records"] == 20 and meta["pages"] == 4
+    assert meta["resumed"] is True and meta["resumed_from_objects"] == 2
+
+
+@pytest.mark.timeout(60)
+def test_reexecution_after_two_commits_by_failed_attempts_commits_again(
+    instance, store: PartitionStore
+) -> None:
+    # Both attempts fail after their commit (as runs killed during the checks): the first
+    # commits a complete stream, the retry commits it again; the run fails.
+    failed = _execute(instance, pages=4, fail_attempts=2, fail_after_commit=True)
+    assert not failed.success
+    assert len(failed.get_asset_materialization_events()) == 2
+    committed = store.read_manifest(ASSET_KEY, PARTITION)
+    assert committed is not None
+
+    result = synthetic.reexecute_from_failure(instance, failed.run_id)
+    assert result.success
+    assert synthetic.OPENED_SOURCES[-1].opened_with == [], "nothing fetched again"
+    manifest = store.read_manifest(ASSET_KEY, PARTITION)
+    assert manifest is not None and manifest.attempt_id == committed.attempt_id
+    assert _ids(store) == _expected_ids(4)
+
+
+@pytest.mark.timeout(60)
 def test_rejected_resume_state_restarts_the_partition_cleanly(
     instance, store: PartitionStore
 ) -> None:

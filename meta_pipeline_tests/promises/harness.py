@@ -9,6 +9,7 @@ in-process simulator that records which insights rows it served and can hold a r
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import signal
@@ -17,13 +18,14 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster._core.execution.stats import StepEventStatus
 from google.cloud import storage
 
 from meta_pipeline.io_managers.checkpoints import CHECKPOINT_KEY
@@ -39,12 +41,23 @@ _buckets = itertools.count()
 Key = tuple[str, str]
 
 
+# Calls whose answer may carry insights rows (a batch can hold a report page).
+_ROW_CALLS = frozenset({"report_insights", "batch"})
+
+
 class SimulatorSpy:
-    """Counts the insights rows the simulator really served; holds requests on demand."""
+    """Counts the insights rows the simulator really served; holds requests on demand.
+
+    Rows count for the process that asked for them: a request held (or just slow) when its
+    process is SIGKILLed is still answered by the simulator, and :meth:`take` waits for that
+    answer instead of leaving its rows to whichever process runs when it comes (issue 9).
+    """
 
     def __init__(self, sim: Simulator) -> None:
         self.sim = sim
         self._lock = threading.Lock()
+        self._answered = threading.Condition(self._lock)
+        self._in_flight = 0  # row-carrying requests received and not yet answered
         self._served: list[Key] = []
         self.hold_seconds = 0.0
         self.hold_kinds: frozenset[str] | None = None  # hold only these calls (None: any)
@@ -72,6 +85,10 @@ class SimulatorSpy:
             return answer
 
         def spy_latency() -> float:
+            # Called once per request, in its handler's task, before the only await
+            # (latency) between receiving it and answering it.
+            if self._current_kind in _ROW_CALLS:
+                self._track(asyncio.current_task())
             kinds = self.hold_kinds
             if self.hold_seconds and (kinds is None or self._current_kind in kinds):
                 self.held.set()
@@ -82,9 +99,28 @@ class SimulatorSpy:
         sim._latency_seconds = spy_latency  # type: ignore[method-assign]
         sim._applicable_faults = spy_applicable  # type: ignore[method-assign]
 
-    def take(self) -> Counter[Key]:
-        """Rows served since the last call."""
-        with self._lock:
+    def _track(self, task: asyncio.Task[Any] | None) -> None:
+        if task is None:
+            return
+        with self._answered:
+            self._in_flight += 1
+        # The handler's task ends once the answer is built (rows counted), whichever way.
+        task.add_done_callback(self._done)
+
+    def _done(self, _task: asyncio.Task[Any]) -> None:
+        with self._answered:
+            self._in_flight -= 1
+            self._answered.notify_all()
+
+    def take(self, timeout: float = 60.0) -> Counter[Key]:
+        """Rows served since the last call, once every request received so far is answered.
+
+        Between phases no process is asking: what is still in flight was sent by the
+        process that just ended (or was killed), so its rows belong to that phase.
+        """
+        with self._answered:
+            if not self._answered.wait_for(lambda: self._in_flight == 0, timeout):
+                raise AssertionError(f"{self._in_flight} insights request(s) unanswered")
             served = Counter(self._served)
             self._served.clear()
         return served
@@ -113,6 +149,9 @@ class Phase:
     served: Counter[Key]
     checkpoint_records_at_end: int
     complete_at_end: bool
+    # Killed after every step of its run had succeeded (run end or process teardown):
+    # the partition is committed and checked, and re-execution from failure has nothing to do.
+    steps_done: bool = False
 
 
 @dataclass
@@ -210,6 +249,12 @@ class Example:
                     os.killpg(child.pid, signal.SIGKILL)
             child.wait(timeout=60)
 
+    def _steps_done(self, run: dg.DagsterRun) -> bool:
+        if run.status == dg.DagsterRunStatus.SUCCESS:
+            return True
+        steps = self.instance.get_run_step_stats(run.run_id)
+        return bool(steps) and all(s.status == StepEventStatus.SUCCESS for s in steps)
+
     def end_phase(self, killed: bool) -> Phase:
         run = self.latest_run()
         if killed and run is not None and not run.is_finished:
@@ -222,6 +267,7 @@ class Example:
             served=self.spy.take(),
             checkpoint_records_at_end=_checkpoint_records(latest[0]) if latest else 0,
             complete_at_end=bool(latest and latest[0].get("complete")),
+            steps_done=run is not None and self._steps_done(run),
         )
         self.phases.append(phase)
         return phase
@@ -233,6 +279,23 @@ class Example:
             (str(r["ad_id"]), str(r["date_start"]))
             for r in self.store.iter_records(INSIGHTS, self.partition)
         ]
+
+
+def assert_bounded_rework(phases: Sequence[Phase], log: Path | None = None) -> None:
+    """A resumed process refetches only rows served after the last checkpoint."""
+    served_before: set[Key] = set()
+    for previous, phase in itertools.pairwise(phases):
+        served_before |= set(previous.served)
+        durable = previous.checkpoint_records_at_end
+        refetched = len(set(phase.served) & served_before)
+        since_checkpoint = len(served_before) - durable
+        if previous.complete_at_end:
+            since_checkpoint = 0  # the stream was exhausted and checkpointed: only the commit
+        assert refetched <= since_checkpoint, (
+            f"resumed run refetched {refetched} row(s); only {since_checkpoint} were served "
+            f"after the last checkpoint ({durable} durable)"
+            + (f"\n{readable_tail(log)}" if log is not None else "")
+        )
 
 
 def _checkpoint_records(checkpoint: Mapping[str, Any]) -> int:
