@@ -16,15 +16,18 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import statistics
 import subprocess
 import sys
+import time
 from typing import Any
 
 from benchmarks import results
 from benchmarks.harness import (
     ROOT,
     TOKEN,
+    BusySampler,
     WorkerSpec,
     bench_world,
     requests_made,
@@ -114,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         world.reset()
         sessions_before = world.storage_sessions()
-        wall, reports = run_workers(world, specs)
+        with BusySampler() as sampler:
+            started = time.time()
+            wall, reports = run_workers(world, specs)
+        busy = sampler.busy_between(started, started + wall)
+        cores = os.cpu_count() or 1
         stats = world.stats()
         sessions_after = world.storage_sessions()
         connect_ms = world.connect_ms()
@@ -155,6 +162,14 @@ def main(argv: list[str] | None = None) -> int:
                 else None
             ),
             "storage_connect_ms": round(connect_ms, 1) if connect_ms is not None else None,
+            # Every process on the machine (workers, PostgreSQL, simulator, GCS emulator).
+            "machine_cpu_s_per_partition": (
+                round(busy / len(partitions), 3) if busy is not None else None
+            ),
+            "machine_cpu_utilization": (
+                round(busy / (cores * wall), 3) if busy is not None else None
+            ),
+            "cores": cores,
             "failed_partitions": failed,
             "event_types_per_partition": {
                 kind: round(sum(r["event_types"].get(kind, 0) for r in runs) / len(partitions), 1)

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -203,6 +204,58 @@ def run_workers(world: BenchWorld, specs: Sequence[WorkerSpec]) -> tuple[float, 
                 p.kill()
                 p.wait()
     return max(r["done_at"] for r in reports) - started, reports
+
+
+def machine_busy_seconds() -> float | None:
+    """CPU seconds every core of the machine has spent busy since boot (``/proc/stat``).
+
+    Busy time of every process at once: the workers, PostgreSQL, the simulator and the GCS
+    emulator all share the machine's cores in these benchmarks.
+    """
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    # user nice system idle iowait irq softirq steal ...: all but idle and iowait are busy.
+    values = [int(v) for v in fields[1:9]]
+    busy = sum(values) - values[3] - values[4]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+class BusySampler:
+    """Samples machine busy time in the background, to read it at any instant afterwards."""
+
+    def __init__(self, every_seconds: float = 0.25) -> None:
+        self.samples: list[tuple[float, float]] = []
+        self._every = every_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            busy = machine_busy_seconds()
+            if busy is not None:
+                self.samples.append((time.time(), busy))
+            self._stop.wait(self._every)
+
+    def __enter__(self) -> BusySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def busy_between(self, start: float, end: float) -> float | None:
+        """Busy CPU seconds between two instants (nearest samples)."""
+        if len(self.samples) < 2:
+            return None
+
+        def at(instant: float) -> float:
+            return min(self.samples, key=lambda sample: abs(sample[0] - instant))[1]
+
+        return at(end) - at(start)
 
 
 def requests_made(stats: Mapping[str, Any]) -> int:
