@@ -336,12 +336,8 @@ def common_results(
         yield completeness_result(key, manifest)
     # One pass over what GCS holds: every object read, checksummed and decoded line by
     # line, only the fields the checks use built into values (keys, and spend and
-    # impressions when asked for), column by column.
+    # impressions when asked for).
     key_columns = tuple(manifest.primary_key)
-    sum_columns = ("spend", "impressions") if totals is not None else ()
-    fields = list(dict.fromkeys(key_columns + sum_columns))
-    key_at = [fields.index(c) for c in key_columns]
-    sum_at = [fields.index(c) for c in sum_columns]
     tracker = KeyTracker(key_columns)
     if not key_columns:  # no key (every record after the first repeats it): whole records
         for batch in store.iter_manifest_batches(location, manifest):
@@ -349,9 +345,12 @@ def common_results(
             if totals is not None:
                 totals.add(batch)
     else:
-        for columns in store.iter_manifest_columns(location, manifest, fields):
-            tracker.add_keys(list(zip(*(columns[i] for i in key_at), strict=True)))
+        selections = [key_columns, *((("spend",), ("impressions",)) if totals else ())]
+        for selected in store.iter_manifest_selections(location, manifest, selections):
+            keys = selected[0]
+            # One key column gives bare values: 1-tuples, as every key is a sequence.
+            tracker.add_keys(keys if len(key_columns) > 1 else list(zip(keys, strict=True)))
             if totals is not None:
-                totals.add_columns(columns[sum_at[0]], columns[sum_at[1]])
+                totals.add_columns(selected[1], selected[2])
     yield unique_keys_result(key, manifest, tracker)
     yield accuracy_result(key, manifest, min_accuracy)

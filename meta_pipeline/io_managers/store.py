@@ -155,19 +155,20 @@ class FieldReader:
             rename=dict(zip(names, self.fields, strict=True)),
         )
         self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(row)
-        self._getters = [operator.attrgetter(name) for name in names]
+        self._names = dict(zip(self.fields, names, strict=True))
 
-    def rows(self, block: bytes) -> list[tuple[Any, ...]]:
-        """A tuple of the fields' values per record."""
+    def select(self, block: bytes, selections: Sequence[Sequence[str]]) -> list[list[Any]]:
+        """Per selection of fields, a list with one item per record: the value of a single
+        field, or a tuple of several (built in C: no Python loop per record)."""
         rows = _decode_lines(self._decoder, block)
-        if not self._getters:
-            return [()] * len(rows)
-        return list(zip(*(list(map(get, rows)) for get in self._getters), strict=True))
-
-    def columns(self, block: bytes) -> list[list[Any]]:
-        """One list of values per field, in record order (built in C, no loop per record)."""
-        rows = _decode_lines(self._decoder, block)
-        return [list(map(get, rows)) for get in self._getters]
+        out = []
+        for selection in selections:
+            if not selection:
+                out.append([()] * len(rows))
+                continue
+            get = operator.attrgetter(*(self._names[f] for f in selection))
+            out.append(list(map(get, rows)))
+        return out
 
 
 def iter_ndjson_blocks(data: bytes) -> Iterator[bytes]:
@@ -429,29 +430,21 @@ class PartitionStore:
             for block in iter_ndjson_blocks(data):
                 yield parse_ndjson_block(block)
 
-    def iter_manifest_fields(
-        self, location: PartitionLocation, manifest: Manifest, fields: Sequence[str]
-    ) -> Iterator[list[tuple[Any, ...]]]:
-        """Only ``fields`` of every committed record, a tuple per record, in lists of about
-        1 MiB of NDJSON (see :meth:`iter_manifest_columns`)."""
-        reader = FieldReader(fields)
-        for stored in manifest.objects:
-            data = self._read_listed(location, stored)
-            for block in iter_ndjson_blocks(data):
-                yield reader.rows(block)
-
-    def iter_manifest_columns(
-        self, location: PartitionLocation, manifest: Manifest, fields: Sequence[str]
+    def iter_manifest_selections(
+        self,
+        location: PartitionLocation,
+        manifest: Manifest,
+        selections: Sequence[Sequence[str]],
     ) -> Iterator[list[list[Any]]]:
-        """Only ``fields`` of every committed record, one list of values per field, for
-        about 1 MiB of NDJSON at a time: every object is read and checksummed and every
-        line decoded as JSON, at a third of the CPU of building each record (what checks
-        need)."""
-        reader = FieldReader(fields)
+        """Only the selected fields of every committed record, for about 1 MiB of NDJSON
+        at a time (see :meth:`FieldReader.select`): every object is read and checksummed
+        and every line decoded as JSON, at a third of the CPU of building each record
+        (what checks need)."""
+        reader = FieldReader(list(dict.fromkeys(f for s in selections for f in s)))
         for stored in manifest.objects:
             data = self._read_listed(location, stored)
             for block in iter_ndjson_blocks(data):
-                yield reader.columns(block)
+                yield reader.select(block, selections)
 
     def _read_listed(self, location: PartitionLocation, stored: StoredObject) -> bytes:
         name = location.object_name(stored.path)

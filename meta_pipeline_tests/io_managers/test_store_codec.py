@@ -48,7 +48,11 @@ def test_records_read_back_exactly_including_what_the_fast_codec_refuses(
     values = list(store.iter_manifest_records(location, odd))
     assert [v["id"] for v in values] == ["a", "b", "c"]
     assert math.isnan(values[0]["v"]) and values[1]["s"] == "\ud800"
-    rows = [r for batch in store.iter_manifest_fields(location, odd, ["id", "s"]) for r in batch]
+    rows = [
+        r
+        for (batch,) in store.iter_manifest_selections(location, odd, [("id", "s")])
+        for r in batch
+    ]
     assert rows == [("a", None), ("b", "\ud800"), ("c", None)]
 
 
@@ -64,13 +68,17 @@ def test_field_reader_reads_only_named_fields_and_still_rejects_broken_json(
         ASSET_KEY, PARTITION, iter(records), api_version=None, fingerprint=None
     )
     location = store.location(ASSET_KEY, PARTITION)
-    rows = [
-        row
-        for batch in store.iter_manifest_fields(location, manifest, ["ad_id", "missing", "spend"])
-        for row in batch
-    ]
-    # Top-level fields only (the nested "ad_id" is not taken), None where absent.
+    selections = [("ad_id", "missing", "spend"), ("spend",), ()]
+    rows, spends, nothing = ([], [], [])
+    for batch in store.iter_manifest_selections(location, manifest, selections):
+        rows += batch[0]
+        spends += batch[1]
+        nothing += batch[2]
+    # Top-level fields only (the nested "ad_id" is not taken), None where absent; one
+    # field gives bare values, none gives empty tuples.
     assert rows == [(r["ad_id"], None, r["spend"]) for r in records]
+    assert spends == [r["spend"] for r in records]
+    assert nothing == [()] * len(records)
 
     broken = b'{"ad_id":"1","x":{"y":[1,}}\n'
     stored = store.put_object(
@@ -82,7 +90,7 @@ def test_field_reader_reads_only_named_fields_and_still_rejects_broken_json(
     )
     odd = dataclasses.replace(manifest, objects=(stored,))
     with pytest.raises(ValueError):
-        list(store.iter_manifest_fields(location, odd, ["ad_id"]))
+        list(store.iter_manifest_selections(location, odd, [("ad_id",)]))
 
 
 def test_ndjson_bytes_are_deterministic_and_what_json_dumps_wrote_for_api_records() -> None:
