@@ -13,6 +13,10 @@ import re
 from dataclasses import dataclass
 
 import dagster as dg
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
 ACCOUNTS_PARTITIONS_NAME = "meta_ad_accounts"
 ACCOUNT_DIMENSION = "account"
@@ -123,3 +127,25 @@ daily_partitions = dg.DailyPartitionsDefinition(start_date=configured_start_date
 account_day_partitions = dg.MultiPartitionsDefinition(
     {ACCOUNT_DIMENSION: account_partitions, DATE_DIMENSION: daily_partitions}
 )
+
+
+def range_run_tags(account_id: str, first: dt.date, last: dt.date) -> dict[str, str]:
+    """Run tags for one run over ``first``..``last`` (inclusive) of one account: a range run."""
+    account = validate_account_key(account_id)
+    if last < first:
+        raise ValueError(f"range of {account} ends ({last}) before it starts ({first})")
+    return {
+        ASSET_PARTITION_RANGE_START_TAG: AccountDay(account, first).partition_key,
+        ASSET_PARTITION_RANGE_END_TAG: AccountDay(account, last).partition_key,
+    }
+
+
+def consecutive_runs(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    """``days`` as (first, last) stretches of consecutive days, oldest first."""
+    stretches: list[tuple[dt.date, dt.date]] = []
+    for day in sorted(set(days)):
+        if stretches and day == stretches[-1][1] + dt.timedelta(days=1):
+            stretches[-1] = (stretches[-1][0], day)
+        else:
+            stretches.append((day, day))
+    return stretches

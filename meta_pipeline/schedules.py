@@ -18,7 +18,9 @@ from meta_pipeline.jobs import extract_job, insights_refresh_job
 from meta_pipeline.partitions import (
     ACCOUNT_DIMENSION,
     DATE_DIMENSION,
+    consecutive_runs,
     daily_partitions,
+    range_run_tags,
 )
 from meta_pipeline.resources.meta_api import MetaAdsClient
 from meta_pipeline.settings import ExtractionSettings
@@ -30,7 +32,8 @@ DAILY_CRON = "0 9 * * *"
 ATTRIBUTION_CRON = "0 11 * * *"
 
 TRIGGER_TAG = "meta/trigger"
-FINAL_TAG = "meta/final"
+# The days of an attribution run whose materialization is their last (now out of the window).
+FINAL_DAYS_TAG = "meta/final_days"
 
 
 def evaluation_time(context: dg.ScheduleEvaluationContext) -> dt.datetime:
@@ -84,20 +87,31 @@ def attribution_window_schedule(
     requests = []
     for account_id in accounts:
         zone = account_zone(meta, account_id)
-        for day in attribution_days(local_today(zone, now), lookback):
-            if not partition_exists(day, now):
-                continue
-            final = is_settled(day, zone, lookback, now)
-            key = account_day_key(account_id, day)
+        days = [
+            day
+            for day in attribution_days(local_today(zone, now), lookback)
+            if partition_exists(day, now)
+        ]
+        # One run per account for all its days (a range run): the days are consecutive, and
+        # a run per day would launch lookback + 1 runs per account every morning.
+        for first, last in consecutive_runs(days):
+            final = [
+                day.isoformat()
+                for day in days
+                if first <= day <= last and is_settled(day, zone, lookback, now)
+            ]
             requests.append(
                 dg.RunRequest(
-                    run_key=f"attribution:{key}",
-                    partition_key=key,
-                    tags={TRIGGER_TAG: "attribution_window", FINAL_TAG: str(final).lower()},
+                    run_key=f"attribution:{account_id}|{first.isoformat()}...{last.isoformat()}",
+                    tags={
+                        **range_run_tags(account_id, first, last),
+                        TRIGGER_TAG: "attribution_window",
+                        FINAL_DAYS_TAG: ",".join(final),
+                    },
                 )
             )
     context.log.info(
-        f"Attribution refresh: {len(requests)} partition(s) of {len(accounts)} account(s), "
+        f"Attribution refresh: {len(requests)} run(s) for {len(accounts)} account(s), "
         f"lookback {lookback} day(s)"
     )
     return requests

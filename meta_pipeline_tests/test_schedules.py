@@ -13,10 +13,15 @@ import pytest
 
 from meta_pipeline.assets.windows import is_settled
 from meta_pipeline.definitions import defs
-from meta_pipeline.partitions import ACCOUNTS_PARTITIONS_NAME
+from meta_pipeline.partitions import (
+    ACCOUNTS_PARTITIONS_NAME,
+    consecutive_runs,
+    range_run_tags,
+)
 from meta_pipeline.resources.meta_api import MetaAdsClient
+from meta_pipeline.run_coordinator import ACCOUNT_TAG, account_tags
 from meta_pipeline.schedules import (
-    FINAL_TAG,
+    FINAL_DAYS_TAG,
     attribution_window_schedule,
     daily_schedule,
 )
@@ -24,6 +29,8 @@ from meta_pipeline.settings import ExtractionSettings
 from meta_pipeline.simulator import Simulator, SimulatorConfig, run_simulator
 
 TOKEN = "schedule-test-token-9e2b"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 ROOT = Path(__file__).resolve().parents[1]
 # Eight accounts: one in each of the simulator's time zones (UTC-8 to UTC+11).
 ACCOUNTS = 8
@@ -116,29 +123,45 @@ def test_daily_schedule_follows_each_account_time_zone(
 # ---------------------------------------------------------------- attribution window
 
 
+def by_account(requests: list[dg.RunRequest]) -> dict[str, dg.RunRequest]:
+    """Range run requests by account; each must be one account's range."""
+    keyed: dict[str, dg.RunRequest] = {}
+    for request in requests:
+        assert request.partition_key is None, "a range run, not one partition"
+        first = request.tags[RANGE_START_TAG].split("|")[0]
+        assert request.tags[RANGE_END_TAG].split("|")[0] == first
+        keyed[first] = request
+    assert len(keyed) == len(requests), "one run per account"
+    return keyed
+
+
+def days_of(request: dg.RunRequest) -> set[dt.date]:
+    first = dt.date.fromisoformat(request.tags[RANGE_START_TAG].split("|")[1])
+    last = dt.date.fromisoformat(request.tags[RANGE_END_TAG].split("|")[1])
+    return {first + dt.timedelta(days=n) for n in range((last - first).days + 1)}
+
+
 def test_attribution_schedule_requests_the_lookback_and_the_day_leaving_it(
     sim: Simulator, instance: dg.DagsterInstance
 ) -> None:
     lookback = ExtractionSettings().attribution_lookback_days
     assert lookback == 28
-    requests = by_partition(evaluate(attribution_window_schedule, sim, instance, TICK))
+    requests = by_account(evaluate(attribution_window_schedule, sim, instance, TICK))
     accounts = account_ids(sim)
-    assert len(requests) == len(accounts) * (lookback + 1)
+    # One range run per account instead of lookback + 1 runs each.
+    assert sorted(requests) == accounts
     for account_id in accounts:
         zone = zone_of(sim, account_id)
         today = TICK.astimezone(zone).date()
-        days = {
-            dt.date.fromisoformat(k.split("|")[1]) for k in requests if k.startswith(account_id)
-        }
+        request = requests[account_id]
+        days = days_of(request)
         # Yesterday back to the last day whose numbers may change, plus the one that just left.
         assert days == {today - dt.timedelta(days=age) for age in range(1, lookback + 2)}
         leaving = today - dt.timedelta(days=lookback + 1)
-        for day in days:
-            final = is_settled(day, zone, lookback, TICK)
-            assert final == (day == leaving)
-            request = requests[f"{account_id}|{day.isoformat()}"]
-            assert request.tags[FINAL_TAG] == str(final).lower()
-            assert request.tags["dagster/partition/account"] == account_id
+        assert [d for d in days if is_settled(d, zone, lookback, TICK)] == [leaving]
+        assert request.tags[FINAL_DAYS_TAG] == leaving.isoformat()
+        # The queue's per-account limit keys on the account the coordinator derives from it.
+        assert account_tags(request.tags) == {ACCOUNT_TAG: account_id}
 
 
 def test_a_day_is_marked_final_once_the_window_moves_past_it(
@@ -148,25 +171,38 @@ def test_a_day_is_marked_final_once_the_window_moves_past_it(
     account_id = account_ids(sim)[0]
     zone = zone_of(sim, account_id)
     oldest_open = TICK.astimezone(zone).date() - dt.timedelta(days=3)
-    key = f"{account_id}|{oldest_open.isoformat()}"
 
-    today = by_partition(evaluate(attribution_window_schedule, sim, instance, TICK, settings))
-    assert len(today) == ACCOUNTS * 4
-    assert today[key].tags[FINAL_TAG] == "false"
+    today = by_account(evaluate(attribution_window_schedule, sim, instance, TICK, settings))
+    assert len(today) == ACCOUNTS
+    assert oldest_open in days_of(today[account_id])
+    assert oldest_open.isoformat() not in today[account_id].tags[FINAL_DAYS_TAG]
 
     tomorrow = TICK + dt.timedelta(days=1)
-    next_day = by_partition(
-        evaluate(attribution_window_schedule, sim, instance, tomorrow, settings)
-    )
-    assert next_day[key].tags[FINAL_TAG] == "true"  # its last materialization
+    next_day = by_account(evaluate(attribution_window_schedule, sim, instance, tomorrow, settings))
+    # Its last materialization.
+    assert next_day[account_id].tags[FINAL_DAYS_TAG] == oldest_open.isoformat()
     assert is_settled(oldest_open, zone, 3, tomorrow)
 
-    after = by_partition(
+    after = by_account(
         evaluate(
             attribution_window_schedule, sim, instance, tomorrow + dt.timedelta(days=1), settings
         )
     )
-    assert key not in after  # settled days are left alone
+    assert oldest_open not in days_of(after[account_id])  # settled days are left alone
+
+
+def test_consecutive_days_become_ranges() -> None:
+    d = dt.date(2026, 11, 1)
+    days = [d, d + dt.timedelta(days=1), d + dt.timedelta(days=3), d + dt.timedelta(days=2)]
+    assert consecutive_runs(days) == [(d, d + dt.timedelta(days=3))]
+    gap = [d, d + dt.timedelta(days=2)]
+    assert consecutive_runs(gap) == [(d, d), (d + dt.timedelta(days=2),) * 2]
+    assert range_run_tags("act_1", d, d) == {
+        RANGE_START_TAG: "act_1|2026-11-01",
+        RANGE_END_TAG: "act_1|2026-11-01",
+    }
+    with pytest.raises(ValueError, match="ends"):
+        range_run_tags("act_1", d, d - dt.timedelta(days=1))
 
 
 def test_attribution_schedule_targets_insights_and_the_rollup_only() -> None:

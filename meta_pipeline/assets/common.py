@@ -5,12 +5,17 @@ of an account into one run (``BACKFILL_POLICY``): the assets return one page sou
 partition and report one set of check results per partition either way.
 """
 
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_START_TAG,
+    MULTIDIMENSIONAL_PARTITION_PREFIX,
+)
 
 from meta_pipeline.pages import Page
 from meta_pipeline.partitions import (
@@ -33,6 +38,9 @@ KINDS = {"meta", "gcs"}
 # dies keeps what it committed. Every asset must share the policy to share the run; it also
 # lets ``dagster asset materialize --partition-range`` run a range.
 BACKFILL_POLICY = dg.BackfillPolicy.single_run()
+# Known and relied on (and tested: meta_pipeline_tests/assets/test_range_runs.py); the beta
+# notice would otherwise print on every load of the code location, once per asset.
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 
 
 def extraction_asset(
@@ -55,16 +63,11 @@ def extraction_asset(
     )
 
 
-# Run tags of a range run, and the prefix of Dagster's per-dimension partition tags.
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-DIMENSION_TAG_PREFIX = "dagster/partition/"
-
-
 def step_partitions(context: dg.AssetExecutionContext) -> list[AccountDay]:
     """The partitions this step materializes, validated, in key order (account, then day)."""
     tags = context.run.tags
-    stray = sorted(tag for tag in tags if tag.startswith(DIMENSION_TAG_PREFIX))
-    if RANGE_START_TAG in tags and stray:
+    stray = sorted(tag for tag in tags if tag.startswith(MULTIDIMENSIONAL_PARTITION_PREFIX))
+    if ASSET_PARTITION_RANGE_START_TAG in tags and stray:
         # Dagster 1.13's job backfills copy the first partition's dimension tags onto every
         # range run, and those win over the range: each run would silently redo one partition.
         raise dg.Failure(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from meta_pipeline.assets.checks import RECONCILES, UNIQUE_KEYS
 from meta_pipeline.run_coordinator import ACCOUNT_TAG, account_tags
@@ -208,3 +209,49 @@ def test_the_run_queue_tags_every_run_with_its_one_account() -> None:
     # A hostile key is not tagged (the run itself fails, naming the key).
     assert account_tags({RANGE_START: "act_1/../x|2026-11-01", RANGE_END: "x"}) == {}
     assert account_tags({"dagster/partition/account": "act_1\n#"}) == {}
+
+
+@pytest.mark.timeout(600)
+def test_the_attribution_schedule_refreshes_an_accounts_window_in_one_run(
+    pipeline: Pipeline,
+) -> None:
+    from meta_pipeline.definitions import defs
+    from meta_pipeline.resources.meta_api import MetaAdsClient
+    from meta_pipeline.schedules import FINAL_DAYS_TAG, attribution_window_schedule
+    from meta_pipeline.settings import ExtractionSettings
+
+    settings = ExtractionSettings(attribution_lookback_days=2)
+    resources = {
+        "meta": MetaAdsClient(access_token=TOKEN, graph_url=pipeline.sim.base_url),
+        "settings": settings,
+    }
+    # A tick a few days back, so every day of the window is a partition already.
+    tick = dt.datetime.combine(dt.date.today() - dt.timedelta(days=3), dt.time(11), dt.UTC)
+    with dg.build_schedule_context(
+        instance=pipeline.instance,
+        scheduled_execution_time=tick,
+        resources=resources,
+        repository_def=defs.get_repository_def(),
+    ) as context:
+        data = attribution_window_schedule.evaluate_tick(context)
+    requests = list(data.run_requests or [])
+    assert len(requests) == len(pipeline.accounts), "one run per account"
+    request = requests[0]
+
+    result = dg.execute_job(
+        ReconstructableRepository.for_module(
+            "meta_pipeline.definitions", "defs", working_directory=str(ROOT)
+        ).get_reconstructable_job(attribution_window_schedule.job_name),
+        instance=pipeline.instance,
+        tags=request.tags,
+    )
+    assert result.success
+    account, first = request.tags[RANGE_START].split("|")
+    last = request.tags[RANGE_END].split("|")[1]
+    days = _days(3, back=(dt.date.today() - dt.date.fromisoformat(first)).days)
+    assert days[-1].isoformat() == last
+    for day in days:
+        manifest = pipeline.store.read_manifest(INSIGHTS, f"{account}|{day.isoformat()}")
+        assert manifest is not None and manifest.run_id == result.run_id
+    # The tick's view of the window: its oldest day just left it.
+    assert request.tags[FINAL_DAYS_TAG] == days[0].isoformat()
