@@ -32,6 +32,7 @@ from benchmarks.harness import (
     bench_world,
     requests_made,
     run_workers,
+    services_cpu_seconds,
     throttled,
 )
 from meta_pipeline.simulator import SimulatorConfig
@@ -117,9 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         world.reset()
         sessions_before = world.storage_sessions()
+        services_before = services_cpu_seconds()
         with BusySampler() as sampler:
             started = time.time()
             wall, reports = run_workers(world, specs)
+        services_after = services_cpu_seconds()
         busy = sampler.busy_between(started, started + wall)
         cores = os.cpu_count() or 1
         stats = world.stats()
@@ -170,6 +173,18 @@ def main(argv: list[str] | None = None) -> int:
                 round(busy / (cores * wall), 3) if busy is not None else None
             ),
             "cores": cores,
+            # Where the machine's CPU went, per partition: the Dagster runs themselves, and the
+            # services standing in for remote ones (simulator = this process, GCS emulator,
+            # PostgreSQL).
+            "cpu_s_per_partition_by_process": {
+                "dagster_runs": round(mean["cpu_s"], 3),
+                **{
+                    ("simulator" if label == "self" else label): round(
+                        (services_after[label] - services_before[label]) / len(partitions), 3
+                    )
+                    for label in services_after
+                },
+            },
             "failed_partitions": failed,
             "event_types_per_partition": {
                 kind: round(sum(r["event_types"].get(kind, 0) for r in runs) / len(partitions), 1)
