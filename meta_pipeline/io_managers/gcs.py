@@ -171,16 +171,21 @@ class MetaGCSIOManager(dg.ConfigurableIOManager):
         # Every event-log entry is a database write: a range run logs one line per partition
         # in one entry at the end, not a start and a commit line each (warnings stay at once).
         lines: list[str] = []
-        for key in keys:
-            metadata = self._write_partition(context, key, sources[key], lines.append)
-            # Per-partition figures on each partition's own materialization event.
-            context.step_context.add_asset_metadata(
-                metadata, asset_key=context.asset_key, partition_key=key
+        done = 0
+        try:
+            for key in keys:
+                metadata = self._write_partition(context, key, sources[key], lines.append)
+                # Per-partition figures on each partition's own materialization event.
+                context.step_context.add_asset_metadata(
+                    metadata, asset_key=context.asset_key, partition_key=key
+                )
+                done += 1
+        finally:
+            # Also when a partition fails: what the range committed before it stays on record.
+            context.log.info(
+                f"{context.asset_key.to_user_string()}: {done} of {len(keys)} partition(s) "
+                "committed\n" + "\n".join(lines)
             )
-        context.log.info(
-            f"{context.asset_key.to_user_string()}: {len(keys)} partition(s) committed\n"
-            + "\n".join(lines)
-        )
 
     def _write_partition(
         self,
