@@ -78,6 +78,11 @@ DAGSTER_CLI = str(Path(sys.executable).parent / "dagster")
 
 
 def _materialize_args(partition: str, select: str) -> list[str]:
+    return materialize_args(select, "--partition", partition)
+
+
+def materialize_args(select: str, target_flag: str, target: str) -> list[str]:
+    """``dagster asset materialize`` of ``select`` for ``--partition`` or ``--partition-range``."""
     return [
         "asset",
         "materialize",
@@ -85,8 +90,8 @@ def _materialize_args(partition: str, select: str) -> list[str]:
         "meta_pipeline.definitions",
         "--select",
         select,
-        "--partition",
-        partition,
+        target_flag,
+        target,
     ]
 
 

@@ -30,6 +30,7 @@ from meta_pipeline_tests.assets.conftest import (
     expected_insight_keys,
     expected_object_ids,
     make_pipeline,
+    materialize_args,
 )
 from meta_pipeline_tests.assets.reexecution import reexecute_from_failure
 
@@ -44,16 +45,8 @@ def _days(count: int, back: int = 6) -> list[dt.date]:
 
 
 def _range_args(account: str, days: list[dt.date], select: str) -> list[str]:
-    return [
-        "asset",
-        "materialize",
-        "-m",
-        "meta_pipeline.definitions",
-        "--select",
-        select,
-        "--partition-range",
-        f"{account}|{days[0].isoformat()}...{account}|{days[-1].isoformat()}",
-    ]
+    span = f"{account}|{days[0].isoformat()}...{account}|{days[-1].isoformat()}"
+    return materialize_args(select, "--partition-range", span)
 
 
 def _materializations(pipeline: Pipeline, key: dg.AssetKey) -> dict[str, dg.AssetMaterialization]:
