@@ -112,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--profile", help="write the worker's cProfile stats to this file")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="Dagster runs of the partition; the fastest counts, as for the floor",
+    )
     args = parser.parse_args(argv)
     breakdowns = [b for b in args.breakdowns.split(",") if b]
     config = SimulatorConfig(
@@ -140,8 +146,11 @@ def main(argv: list[str] | None = None) -> int:
             settings={"insights_breakdowns": breakdowns},
             profile_to=args.profile,
         )
-        _, reports = run_workers(world, [spec])
-    run = reports[0]["runs"][0]
+        # Measured like the floor: the fastest of several runs (each a fresh process; later
+        # runs re-extract the partition as a refresh).
+        reports = [run_workers(world, [spec])[1][0] for _ in range(max(args.repeat, 1))]
+    report = min(reports, key=lambda r: r["runs"][0]["cpu_s"])
+    run = report["runs"][0]
     records = base["records"]
     per_100k = run["cpu_s"] / records * 100_000
     floor_cpu = base["parse_cpu_s"] + base["gzip_cpu_s"]
@@ -154,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         "run_cpu_s": run["cpu_s"],
         "cpu_s_per_100k": round(per_100k, 3),
         "success": run["success"],
-        "peak_rss_mib": reports[0]["peak_rss_mib"],
+        "peak_rss_mib": report["peak_rss_mib"],
+        "runs_cpu_s": [r["runs"][0]["cpu_s"] for r in reports],
     }
     measured_floor = {
         **{k: round(v, 3) if isinstance(v, float) else v for k, v in base.items()},
@@ -180,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"one meta/insights partition of {records:,} rows (scale {args.scale:g}, "
                 f"breakdowns {', '.join(breakdowns)}; {base['json_bytes'] / 2**20:.0f} MiB of "
                 "API JSON), clean profile; CPU of the Dagster run (asset, IO manager, asset "
-                "checks); floor: json.loads of the same page bodies + gzip level 6 (the "
+                f"checks), fastest of {len(reports)}; floor: json.loads of the same page bodies + gzip level 6 (the "
                 "store's level) of their NDJSON, on one thread's CPU clock, fastest of 3; "
                 "the product parses with msgspec, so the same floor with msgspec's parse is "
                 "shown beside it"
