@@ -40,7 +40,7 @@ BENCHMARKS: tuple[tuple[str, list[str], list[str]], ...] = (
         "benchmarks.backfill",
         [
             "--days",
-            "10",
+            "30",
             "--latency-ms",
             "250",
             "--no-baseline",

@@ -209,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if failed:
         print(f"FAILED partitions: {failed}", file=sys.stderr)
+        for run in runs:
+            if not run["success"]:
+                print(f"  {run['partition']}: {run.get('error')}", file=sys.stderr)
     if args.no_save:
         return 1 if failed else 0
     table = [
@@ -274,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                 "baseline_s": baseline.get("wall_s", 0.0),
             },
             "target_ratio": {
-                "label": f"1. backfill wall / bound (<= 1.5x), {args.storage}",
+                "label": f"1. backfill wall / bound (<= 1.5x), {args.storage}, {args.latency_ms:.0f} ms",
                 "ratio": ours["wall_over_bound"] / 1.5,
             },
         },

@@ -173,6 +173,15 @@ def main(argv: list[str]) -> int:
                     "partitions": len(batch),
                     "run_id": result.run_id,
                     "success": result.success,
+                    # The first failure's message, so a failed benchmark says why.
+                    "error": next(
+                        (
+                            str(e.message)[:2000]
+                            for e in result.all_events
+                            if e.is_failure and e.message
+                        ),
+                        None,
+                    ),
                     "wall_s": round(time.perf_counter() - wall0, 4),
                     "cpu_s": round(time.process_time() - cpu0, 4),
                     "_called_at": called_at,
